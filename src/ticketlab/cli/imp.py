@@ -1,0 +1,187 @@
+"""`ticketlab imp`, `runs`, `show` and `plot`: run IMP experiments and read their results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ticketlab.cli.common import add_data_dir, add_runs_dir
+
+# flag -> (spec section, key); the flag's value overrides the spec file's.
+OVERRIDES = {
+    "dataset": ("data", "name"), "dataset_path": ("data", "path"), "val_size": ("data", "val_size"),
+    "model": ("model", "name"),
+    "optimizer": ("training", "optimizer"), "lr": ("training", "lr"), "batch_size": ("training", "batch_size"),
+    "iterations": ("training", "iterations"), "eval_every": ("training", "eval_every"),
+    "weight_decay": ("training", "weight_decay"),
+    "criterion": ("pruning", "criterion"), "strategy": ("pruning", "strategy"), "levels": ("pruning", "levels"),
+    "target_density": ("pruning", "target_density"), "global_rate": ("pruning", "global_rate"),
+    "rewind_iteration": ("rewind", "iteration"), "rewind_epochs": ("rewind", "epochs"),
+}
+
+
+def _csv(kind):
+    return lambda text: [kind(part) for part in text.split(",") if part]
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from ticketlab.experiments import ExperimentSpec, load_spec, spec_with_overrides
+
+    base = load_spec(args.spec) if args.spec else ExperimentSpec()
+    overrides: dict = {}
+    for flag, (section, key) in OVERRIDES.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.setdefault(section, {})[key] = str(value) if isinstance(value, Path) else value
+    if args.one_shot:
+        overrides.setdefault("pruning", {})["one_shot"] = True
+    if args.exclude is not None:
+        overrides.setdefault("pruning", {})["exclude"] = args.exclude
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
+    if args.baselines is not None:
+        overrides["baselines"] = args.baselines
+    return spec_with_overrides(base, overrides)
+
+
+def _cmd_imp(args: argparse.Namespace) -> int:
+    import torch
+
+    from ticketlab.experiments import prepare, print_level, run_experiment
+    from ticketlab.plots import plot_runs
+    from ticketlab.store import ResultsStore
+    from ticketlab.store.report import level_table, summarise
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = _spec_from_args(args)
+    experiment, dataset = prepare(spec, args.runs_dir, args.data_dir)
+    resolved = experiment.spec
+    print(f"run {experiment.run_id}: {resolved.model.name} on {resolved.data.name}, "
+          f"{resolved.pruning.levels} levels of {resolved.pruning.criterion} pruning, "
+          f"rewind to iteration {resolved.rewind.iteration}, seeds {list(resolved.seeds)}"
+          + (f", baselines {list(resolved.baselines)}" if resolved.baselines else ""))
+    print(f"resolved spec: {experiment.run_dir / 'spec.toml'}", flush=True)
+    started = time.perf_counter()
+    run_experiment(experiment, jobs=args.jobs, dataset=dataset, report=print_level,
+                   show_progress=sys.stderr.isatty())
+    store = ResultsStore(args.runs_dir)
+    print(f"\n{level_table(summarise(store.levels(experiment.run_id)))}\n")
+    written = plot_runs(store, [experiment.run_id], experiment.run_dir / "lth")
+    print(f"plot: {', '.join(map(str, written))}")
+    print(f"wall time {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from ticketlab.store import ResultsStore
+
+    store = ResultsStore(args.runs_dir)
+    runs = store.runs()
+    if not runs:
+        print(f"no runs in {args.runs_dir}")
+        return 0
+    print(f"{'run':<13} {'created':<17} {'model':<14} {'data':<14} {'criterion':<12} levels  seeds  done")
+    for run_id, spec, created in runs:
+        done = len({(r.seed, r.level) for r in store.levels(run_id) if r.branch == "imp"})
+        levels = spec["pruning"]["levels"]
+        planned = (levels + 1) * len(spec["seeds"])
+        print(f"{run_id:<13} {time.strftime('%Y-%m-%d %H:%M', time.localtime(created)):<17} "
+              f"{spec['model']['name']:<14} {spec['data']['name']:<14} {spec['pruning']['criterion']:<12} "
+              f"{levels:>6} {len(spec['seeds']):>6}  {done}/{planned}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from ticketlab.store import ResultsStore
+    from ticketlab.store.report import export_csv, level_table, resolve_run, summarise
+
+    store = ResultsStore(args.runs_dir)
+    run_id = resolve_run(store, args.run)
+    rows = store.levels(run_id)
+    print(f"run {run_id} ({args.runs_dir / run_id / 'spec.toml'})\n")
+    print(level_table(summarise(rows)) if rows else "no finished levels yet")
+    if args.csv:
+        export_csv(rows, args.csv)
+        print(f"\nwrote {args.csv}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from ticketlab.plots import plot_runs
+    from ticketlab.store import ResultsStore
+    from ticketlab.store.report import resolve_run
+
+    store = ResultsStore(args.runs_dir)
+    run_ids = [resolve_run(store, run) for run in args.runs]
+    out = args.out or (args.runs_dir / run_ids[0] / "lth")
+    for path in plot_runs(store, run_ids, Path(out), formats=args.formats):
+        print(path)
+    return 0
+
+
+def add_commands(commands) -> None:
+    imp = commands.add_parser(
+        "imp",
+        help="find winning tickets by iterative magnitude pruning with rewinding",
+        description="Run (or resume) an IMP experiment: train, prune a fraction of each layer's "
+        "remaining weights, rewind the survivors, train again, for N levels. Flags override the "
+        "spec file; with neither, LeNet-300-100 on the embedded digits data. Re-running the same "
+        "command after an interruption continues where it stopped.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    imp.add_argument("spec", nargs="?", type=Path, help="experiment spec (TOML)")
+    group = imp.add_argument_group("data and model")
+    group.add_argument("--dataset", help="data set name (see `ticketlab data list`)")
+    group.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
+    group.add_argument("--val-size", type=int, help="validation examples held out of training")
+    group.add_argument("--model", help="lenet_300_100, conv2, conv4 or conv6")
+    group = imp.add_argument_group("training (default: the paper's schedule for the model)")
+    group.add_argument("--optimizer", choices=("adam", "sgd"))
+    group.add_argument("--lr", type=float)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--iterations", type=int, help="training iterations per level")
+    group.add_argument("--eval-every", type=int)
+    group.add_argument("--weight-decay", type=float)
+    group = imp.add_argument_group("pruning and rewinding")
+    group.add_argument("--criterion", help="mask criterion (default magnitude)")
+    group.add_argument("--strategy", choices=("layerwise", "global"))
+    group.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
+    group.add_argument("--target-density", type=float, help="prune until this fraction of weights remains")
+    group.add_argument("--one-shot", action="store_true", help="prune straight to --target-density in one level")
+    group.add_argument("--global-rate", type=float, help="fraction of remaining weights pruned per level (global)")
+    group.add_argument("--exclude", type=_csv(str), help="layers global pruning leaves alone, comma-separated")
+    group.add_argument("--rewind-iteration", type=int, help="rewind survivors to this iteration (0: initial weights)")
+    group.add_argument("--rewind-epochs", type=float, help="the rewind point in epochs instead")
+    group = imp.add_argument_group("replicates and execution")
+    group.add_argument("--seeds", type=_csv(int), help="comma-separated replicate seeds, e.g. 0,1,2")
+    group.add_argument("--baselines", type=_csv(str), help="reinit and/or random_mask, comma-separated")
+    group.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
+    group.add_argument("--threads", type=int, help="torch threads when --jobs is 1")
+    add_data_dir(imp)
+    add_runs_dir(imp)
+    imp.set_defaults(run=_cmd_imp)
+
+    runs = commands.add_parser("runs", help="list the runs in the results store",
+                               description="List the runs in the results store.")
+    add_runs_dir(runs)
+    runs.set_defaults(run=_cmd_runs)
+
+    show = commands.add_parser("show", help="print a run's level table",
+                               description="Print a run's level table: remaining weights, test accuracy at "
+                               "early stop, early-stop iteration and final accuracy, mean and spread over seeds.")
+    show.add_argument("run", help="run id (a unique prefix is enough)")
+    show.add_argument("--csv", type=Path, help="also export every level row to this CSV file")
+    add_runs_dir(show)
+    show.set_defaults(run=_cmd_show)
+
+    plot = commands.add_parser("plot", help="draw the LTH figures for one or more runs",
+                               description="Draw test accuracy at early stop and early-stop iteration vs "
+                               "percent of weights remaining, from the store.")
+    plot.add_argument("runs", nargs="+", help="run ids (unique prefixes)")
+    plot.add_argument("--out", type=Path, help="output file stem (default: <runs-dir>/<run>/lth)")
+    plot.add_argument("--formats", type=_csv(str), default=["png", "svg"], help="comma-separated")
+    add_runs_dir(plot)
+    plot.set_defaults(run=_cmd_plot)

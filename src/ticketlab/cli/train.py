@@ -1,0 +1,87 @@
+"""`ticketlab train`: train one network, optionally under a fixed mask."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ticketlab.cli.common import add_data_dir
+from ticketlab.errors import TicketlabError
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from ticketlab.training import TrainSpec
+
+    defaults = TrainSpec()
+    parser.add_argument("--model", default="lenet_300_100", help="network (default: %(default)s)")
+    parser.add_argument("--dataset", default="digits", help="data set (default: %(default)s)")
+    parser.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
+    add_data_dir(parser)
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default=defaults.optimizer)
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (default: %(default)s)")
+    parser.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=int, help="training steps (default: 5 epochs)")
+    length.add_argument("--epochs", type=float, help="training length in passes over the training split")
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="evaluate every N steps (default: %(default)s)")
+    parser.add_argument("--val-size", type=int, help="examples held out of training for validation (default: per data set)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")
+    parser.add_argument("--mask", type=Path, help="a mask file (safetensors) to train the sparse network it keeps")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from ticketlab.data import load_dataset
+    from ticketlab.masks import Mask
+    from ticketlab.models import build_model
+    from ticketlab.training import Progress, TrainSpec, WeightConstraints, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = load_dataset(
+        args.dataset, args.data_dir, val_size=args.val_size, seed=args.seed, path=args.dataset_path
+    )
+    steps_per_epoch = math.ceil(len(dataset.train) / args.batch_size)
+    if args.iterations is not None:
+        iterations = args.iterations
+    else:
+        epochs = 5 if args.epochs is None else args.epochs
+        if epochs <= 0:
+            raise TicketlabError(f"--epochs must be positive, got {epochs}")
+        iterations = max(1, round(epochs * steps_per_epoch))
+    spec = TrainSpec(
+        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, iterations=iterations,
+        momentum=args.momentum, weight_decay=args.weight_decay, eval_every=args.eval_every,
+    )
+    model = build_model(args.model, dataset.input_shape, dataset.num_classes, seed=args.seed)
+    constraints = None
+    if args.mask is not None:
+        mask = Mask.load(args.mask)
+        constraints = WeightConstraints(model, mask)
+        print(f"mask {args.mask}: {mask.density:.2%} of prunable weights kept")
+    print(
+        f"training {args.model} on {dataset.name} ({len(dataset.train)} train, {len(dataset.val)} val, "
+        f"{len(dataset.test)} test) for {iterations} iterations, seed {args.seed}"
+    )
+    with Progress(f"{args.model}/{dataset.name}", iterations) as progress:
+        result = train(model, dataset, spec, seed=args.seed, constraints=constraints, progress=progress)
+    early, final = result.early_stop, result.final
+    print(f"early stop (min val loss) at iteration {early.step}: test accuracy {early.test_acc:.2%}")
+    print(f"final (iteration {final.step}): test accuracy {final.test_acc:.2%}, test loss {final.test_loss:.4f}")
+    print(f"{result.seconds:.1f} s, {steps_per_epoch} iterations per epoch")
+    return 0
+
+
+def add_commands(commands) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train one network (optionally under a fixed mask)",
+        description="Train one network on one data set and report test accuracy at the "
+        "early-stop iteration (minimum validation loss) and at the end.",
+    )
+    _add_train_arguments(parser)
+    parser.set_defaults(run=_cmd_train)

@@ -1,0 +1,34 @@
+"""The in-memory data set types every model and training loop consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split, fully in memory: training reads batches by indexing, with no per-sample work."""
+
+    x: torch.Tensor  # float32 (N, C, H, W), contiguous, already normalised
+    y: torch.Tensor  # int64 (N,)
+
+    def __post_init__(self):
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"{self.x.shape[0]} inputs but {self.y.shape[0]} labels")
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train, validation (held out of the original training set) and test splits."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, int, int]  # (C, H, W)

@@ -1,0 +1,304 @@
+"""Experiment specs: frozen dataclasses, one per concern, loaded from TOML and validated.
+
+The run id is a hash of the resolved spec's *identity* (data, model, training, pruning,
+rewinding). Seeds and baselines are not part of it: a replicate or a baseline added later
+joins the same run. Fields equal to their dataclass default are left out of the hash, so a
+new field whose default changes nothing keeps old run ids valid (OpenLTH's hparams idea).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ticketlab.errors import SpecError
+from ticketlab.training import TrainSpec
+
+STRATEGIES = ("layerwise", "global")
+BASELINES = ("reinit", "random_mask")
+
+# Frankle & Carbin (2019), Figure 2: optimizer, learning rate, batch 60, training iterations.
+PAPER_TRAINING: dict[str, dict] = {
+    "lenet_300_100": dict(optimizer="adam", lr=1.2e-3, batch_size=60, iterations=50_000),
+    "conv2": dict(optimizer="adam", lr=2e-4, batch_size=60, iterations=20_000),
+    "conv4": dict(optimizer="adam", lr=3e-4, batch_size=60, iterations=25_000),
+    "conv6": dict(optimizer="adam", lr=3e-4, batch_size=60, iterations=30_000),
+}
+# The embedded default data set is tiny: a short schedule keeps `ticketlab imp` at about a minute.
+SMALL_DATA_TRAINING = dict(iterations=1_500, eval_every=50)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = "digits"
+    val_size: int | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = "lenet_300_100"
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """The training schedule; unset fields take the paper's schedule for the model."""
+
+    optimizer: str | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    iterations: int | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    eval_every: int | None = None
+
+    def train_spec(self) -> TrainSpec:
+        return TrainSpec(**{k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+
+
+@dataclass(frozen=True)
+class PruningSpec:
+    """How masks shrink from level to level.
+
+    `rates` are per layer kind (conv, fc, output), each the fraction of a layer's
+    *remaining* weights pruned per level (Frankle & Carbin 2019). `strategy = "global"`
+    uses one threshold over all layers but `exclude` at `global_rate`. `one_shot` prunes
+    straight to `target_density` at level 1 instead of level by level.
+    """
+
+    criterion: str = "magnitude"
+    strategy: str = "layerwise"
+    rates: dict[str, float] = field(default_factory=dict)
+    global_rate: float = 0.2
+    exclude: tuple[str, ...] = ()
+    levels: int | None = None
+    target_density: float | None = None
+    one_shot: bool = False
+
+
+@dataclass(frozen=True)
+class RewindSpec:
+    """Where survivors restart: iteration 0 (Frankle & Carbin 2019) or iteration k of the
+    dense run ("late rewinding", Frankle et al. 2019). Give `iteration` or `epochs`."""
+
+    iteration: int = 0
+    epochs: float | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    rewind: RewindSpec = field(default_factory=RewindSpec)
+    seeds: tuple[int, ...] = (0,)
+    baselines: tuple[str, ...] = ()
+
+    def identity(self) -> dict:
+        """The part of the spec that names the run (everything but seeds and baselines)."""
+        return {
+            name: _non_default(getattr(self, name))
+            for name in ("data", "model", "training", "pruning", "rewind")
+        }
+
+    def run_id(self) -> str:
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The resolved spec as TOML, every default visible."""
+        lines = [f"seeds = {list(self.seeds)}", f"baselines = {json.dumps(list(self.baselines))}"]
+        for section in ("data", "model", "training", "pruning", "rewind"):
+            lines.append(f"\n[{section}]")
+            for key, value in dataclasses.asdict(getattr(self, section)).items():
+                if value is None:
+                    lines.append(f"# {key} = (unset)")
+                elif isinstance(value, dict):
+                    inner = ", ".join(f"{k} = {json.dumps(v)}" for k, v in sorted(value.items()))
+                    lines.append(f"{key} = {{ {inner} }}")
+                else:
+                    lines.append(f"{key} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _non_default(section) -> dict:
+    out = {}
+    for f in fields(section):
+        value = getattr(section, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+        )
+        if value != default:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+# ---------------------------------------------------------------- loading and validation
+
+def _check_type(value, hint, where: str):
+    """Coerce `value` to `hint` (int -> float allowed, lists -> tuples) or raise SpecError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, where)
+            except SpecError as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{where} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{where} must be a table, got {value!r}")
+        _, item = typing.get_args(hint)
+        return {str(k): _check_type(v, item, f"{where}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise SpecError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def section_from_dict(cls, data: dict, where: str):
+    """Build dataclass `cls` from `data`, naming the field in every error."""
+    if not isinstance(data, dict):
+        raise SpecError(f"[{where}] must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise SpecError(f"unknown key {where}.{key}; valid keys in [{where}]: {', '.join(sorted(known))}")
+    values = {key: _check_type(value, hints[key], f"{where}.{key}") for key, value in data.items()}
+    return cls(**values)
+
+
+def spec_from_dict(data: dict) -> ExperimentSpec:
+    sections = {"data": DataSpec, "model": ModelSpec, "training": TrainingSpec, "pruning": PruningSpec, "rewind": RewindSpec}
+    known = set(sections) | {"seeds", "baselines"}
+    for key in data:
+        if key not in known:
+            raise SpecError(f"unknown key {key!r} in spec; valid top-level keys: {', '.join(sorted(known))}")
+    parts = {name: section_from_dict(cls, data.get(name, {}), name) for name, cls in sections.items()}
+    seeds = _check_type(data.get("seeds", [0]), tuple[int, ...], "seeds")
+    baselines = _check_type(data.get("baselines", []), tuple[str, ...], "baselines")
+    return ExperimentSpec(seeds=seeds, baselines=baselines, **parts)
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"spec file {path} is not valid TOML: {error}") from None
+    return spec_from_dict(data)
+
+
+# ---------------------------------------------------------------- resolution
+
+def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str, str],
+            layer_sizes: dict[str, int]) -> ExperimentSpec:
+    """Fill in model- and data-dependent defaults and check the whole spec, before training.
+
+    Unset training fields take the paper's schedule for the model (a short schedule on the
+    embedded digits data); `layer_kinds` and `layer_sizes` describe the model's prunable
+    weights.
+    """
+    from ticketlab.masks import CRITERIA
+    from ticketlab.masks.allocation import (
+        LAYER_KINDS, default_rates, expected_density_after, levels_to_reach, rates_by_layer,
+    )
+
+    training = _resolved_training(spec)
+    schedule = training.train_spec()
+    pruning = spec.pruning
+    CRITERIA.get(pruning.criterion)  # unknown names list the valid ones
+    if pruning.strategy not in STRATEGIES:
+        raise SpecError(f"pruning.strategy: unknown {pruning.strategy!r}; valid: {', '.join(STRATEGIES)}")
+    rates = default_rates(spec.model.name) | pruning.rates
+    for kind, rate in rates.items():
+        if kind not in LAYER_KINDS:
+            raise SpecError(f"pruning.rates.{kind}: unknown layer kind; valid: {', '.join(LAYER_KINDS)}")
+        if not 0 <= rate < 1:
+            raise SpecError(f"pruning.rates.{kind} must be in [0, 1), got {rate}")
+    if not 0 < pruning.global_rate < 1:
+        raise SpecError(f"pruning.global_rate must be in (0, 1), got {pruning.global_rate}")
+    for name in pruning.exclude:
+        if name not in layer_kinds:
+            raise SpecError(f"pruning.exclude: {name!r} is not a prunable layer; layers: {', '.join(layer_kinds)}")
+    if pruning.target_density is not None and not 0 < pruning.target_density < 1:
+        raise SpecError(f"pruning.target_density must be in (0, 1), got {pruning.target_density}")
+    if pruning.levels is not None and pruning.levels < 0:
+        raise SpecError(f"pruning.levels must be >= 0, got {pruning.levels}")
+    if pruning.one_shot and pruning.target_density is None:
+        raise SpecError("pruning.one_shot needs pruning.target_density")
+    per_layer = (
+        rates_by_layer(layer_kinds, rates)
+        if pruning.strategy == "layerwise"
+        else {n: pruning.global_rate for n in layer_kinds if n not in pruning.exclude}
+    )
+    levels = pruning.levels
+    if pruning.one_shot:
+        levels = 1
+    elif levels is None:
+        levels = levels_to_reach(pruning.target_density, layer_sizes, per_layer) if pruning.target_density else 5
+    if pruning.strategy == "layerwise" and not pruning.one_shot:
+        for name, size in layer_sizes.items():
+            if expected_density_after(levels, {name: size}, per_layer) == 0:
+                raise SpecError(
+                    f"pruning: {levels} levels at rate {per_layer[name]} would leave layer {name} "
+                    "with no weights; use fewer levels or a lower rate"
+                )
+    pruning = dataclasses.replace(pruning, rates=rates, levels=levels)
+
+    rewind = spec.rewind
+    iteration = rewind.iteration
+    if rewind.epochs is not None:
+        if rewind.epochs < 0:
+            raise SpecError(f"rewind.epochs must be >= 0, got {rewind.epochs}")
+        iteration = round(rewind.epochs * math.ceil(train_examples / schedule.batch_size))
+    if not 0 <= iteration < schedule.iterations:
+        raise SpecError(
+            f"rewind.iteration {iteration} is beyond the training length: it must be in "
+            f"[0, training.iterations = {schedule.iterations})"
+        )
+    rewind = RewindSpec(iteration=iteration)
+    for name in spec.baselines:
+        if name not in BASELINES:
+            raise SpecError(f"baselines: unknown baseline {name!r}; valid: {', '.join(BASELINES)}")
+    if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
+        raise SpecError(f"seeds must be a non-empty list of distinct integers, got {list(spec.seeds)}")
+    return dataclasses.replace(spec, training=training, pruning=pruning, rewind=rewind)
+
+
+def _resolved_training(spec: ExperimentSpec) -> TrainingSpec:
+    defaults = dataclasses.asdict(TrainSpec()) | PAPER_TRAINING.get(spec.model.name, {})
+    if spec.data.name == "digits":
+        defaults |= SMALL_DATA_TRAINING
+    given = {k: v for k, v in dataclasses.asdict(spec.training).items() if v is not None}
+    resolved = TrainingSpec(**(defaults | given))
+    resolved.train_spec()  # validates, naming the field
+    return resolved

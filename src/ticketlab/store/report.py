@@ -1,0 +1,82 @@
+"""Level tables from the store: one row per (branch, level), mean and spread over seeds."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from ticketlab.errors import TicketlabError
+from ticketlab.store.db import LevelRow, ResultsStore
+
+
+@dataclass(frozen=True)
+class Summary:
+    branch: str
+    level: int
+    density: float
+    seeds: int
+    early_stop_acc: tuple[float, float, float, float]  # mean, std, min, max
+    early_stop_iteration: tuple[float, float, float, float]
+    final_acc: tuple[float, float, float, float]
+
+
+def _stats(values: list[float]) -> tuple[float, float, float, float]:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), spread, min(values), max(values)
+
+
+def resolve_run(store: ResultsStore, run: str) -> str:
+    """The full run id for `run` (a unique prefix is enough)."""
+    matches = store.find_run(run)
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(r[0] for r in store.runs()) or "none yet"
+    if not matches:
+        raise TicketlabError(f"no run {run!r} in {store.runs_dir}; runs there: {known}")
+    raise TicketlabError(f"{run!r} matches several runs ({', '.join(matches)}); give more of the id")
+
+
+def summarise(rows: list[LevelRow]) -> list[Summary]:
+    groups: dict[tuple[str, int], list[LevelRow]] = {}
+    for row in rows:
+        groups.setdefault((row.branch, row.level), []).append(row)
+    order = {"imp": 0}
+    return [
+        Summary(
+            branch, level, statistics.fmean(r.density for r in group), len(group),
+            _stats([r.early_stop_test_acc for r in group]),
+            _stats([float(r.early_stop_iteration) for r in group]),
+            _stats([r.final_test_acc for r in group]),
+        )
+        for (branch, level), group in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 1), kv[0]))
+    ]
+
+
+def level_table(summaries: list[Summary]) -> str:
+    """A Markdown table: remaining weights, accuracy at early stop, early-stop iteration, final accuracy."""
+    lines = [
+        "| branch | level | remaining | seeds | test acc at early stop (mean ± sd) | early-stop iteration | final test acc |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s.branch} | {s.level} | {s.density:.2%} | {s.seeds} | "
+            f"{s.early_stop_acc[0]:.2%} ± {s.early_stop_acc[1]:.2%} | "
+            f"{s.early_stop_iteration[0]:.0f} ± {s.early_stop_iteration[1]:.0f} | "
+            f"{s.final_acc[0]:.2%} ± {s.final_acc[1]:.2%} |"
+        )
+    return "\n".join(lines)
+
+
+def export_csv(rows: list[LevelRow], path: str | Path) -> None:
+    """Every level row of a run, one per seed, as CSV."""
+    if not rows:
+        raise TicketlabError("nothing to export: the run has no finished levels yet")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        names = list(LevelRow.__dataclass_fields__)
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow([getattr(row, n) for n in names])

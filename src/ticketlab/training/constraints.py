@@ -1,0 +1,62 @@
+"""Masks enforced by the mechanism: pruned or frozen weights cannot move.
+
+A `WeightConstraints` says, per weight tensor, which entries train (the mask) and which
+values the others are held at (zero for pruned weights, or e.g. their initial values for
+the "freeze" ablations of Zhou et al. 2019). Gradients of held entries are zeroed before
+every optimizer step and held entries are written back after it, so neither momentum,
+Adam state nor weight decay can move them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ticketlab.errors import TicketlabError
+from ticketlab.masks import Mask
+
+
+class WeightConstraints:
+    def __init__(
+        self,
+        model: nn.Module,
+        trainable: Mask,
+        held_values: dict[str, torch.Tensor] | None = None,
+    ):
+        trainable.check_against(model)
+        params = dict(model.named_parameters())
+        held_values = held_values or {}
+        unknown = set(held_values) - set(trainable.keys())
+        if unknown:
+            raise TicketlabError(f"held values given for weights without a mask: {sorted(unknown)}")
+        self.trainable = trainable
+        self._entries: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor | None]] = []
+        for name, keep in trainable.items():
+            param = params[name]
+            keep_float = keep.to(param.dtype)
+            held = held_values.get(name)
+            if held is not None:
+                if held.shape != param.shape:
+                    raise TicketlabError(
+                        f"held values for {name!r} have shape {tuple(held.shape)}, "
+                        f"expected {tuple(param.shape)}"
+                    )
+                held = (held.detach().to(param.dtype) * (1 - keep_float)).contiguous()
+                if not held.any():
+                    held = None
+            self._entries.append((param, keep_float, held))
+
+    @torch.no_grad()
+    def apply_(self) -> None:
+        """Write the held values into every entry that does not train."""
+        for param, keep, held in self._entries:
+            param.mul_(keep)
+            if held is not None:
+                param.add_(held)
+
+    @torch.no_grad()
+    def mask_grads_(self) -> None:
+        """Zero the gradient of every entry that does not train."""
+        for param, keep, _ in self._entries:
+            if param.grad is not None:
+                param.grad.mul_(keep)

@@ -1,0 +1,145 @@
+"""The one training loop: minibatch steps, periodic evaluation, early-stop bookkeeping.
+
+Early stopping follows Frankle & Carbin (2019): the early-stop iteration is the
+evaluation step with the minimum validation loss, and "accuracy at early stop" is the
+test accuracy measured at that step. Training itself always runs the full schedule.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ticketlab.data import BatchIterator, Dataset
+from ticketlab.errors import DivergedError
+from ticketlab.training.constraints import WeightConstraints
+from ticketlab.training.evaluate import evaluate
+from ticketlab.training.progress import Progress
+from ticketlab.training.spec import TrainSpec
+
+StepCallback = Callable[[int, nn.Module], None]
+"""Called with (iterations done, model) before the first step and after every step."""
+
+
+@dataclass
+class Evaluation:
+    step: int
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    test_loss: float
+    test_acc: float
+
+    def metrics(self) -> dict[str, float]:
+        return {k: v for k, v in vars(self).items() if k != "step"}
+
+
+@dataclass
+class TrainResult:
+    evaluations: list[Evaluation] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> Evaluation:
+        return self.evaluations[-1]
+
+    @property
+    def early_stop(self) -> Evaluation:
+        """The evaluation with minimum validation loss (the last one if there is no val split)."""
+        with_val = [e for e in self.evaluations if not math.isnan(e.val_loss)]
+        if not with_val:
+            return self.final
+        return min(with_val, key=lambda e: e.val_loss)
+
+
+def make_optimizer(spec: TrainSpec, params) -> torch.optim.Optimizer:
+    """Adam or SGD with momentum, using torch's fused CPU/GPU kernels where they exist."""
+    params = list(params)
+    if spec.optimizer == "adam":
+        kwargs = dict(lr=spec.lr, weight_decay=spec.weight_decay)
+        cls = torch.optim.Adam
+    else:
+        kwargs = dict(lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        cls = torch.optim.SGD
+    try:
+        return cls(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return cls(params, foreach=True, **kwargs)
+
+
+def batches_from(iterator: BatchIterator, start_step: int):
+    """The endless batch stream of `iterator`, from the batch of iteration `start_step` + 1."""
+    epoch, offset = divmod(start_step, len(iterator))
+    yield from itertools.islice(iterator.epoch(epoch), offset, None)
+    while True:
+        epoch += 1
+        yield from iterator.epoch(epoch)
+
+
+def train(
+    model: nn.Module,
+    dataset: Dataset,
+    spec: TrainSpec,
+    *,
+    seed: int,
+    constraints: WeightConstraints | None = None,
+    callbacks: Sequence[StepCallback] = (),
+    progress: Progress | None = None,
+    start_step: int = 0,
+) -> TrainResult:
+    """Train `model` in place up to iteration `spec.iterations`; batches are drawn from `seed`.
+
+    With `start_step` = k the run continues a schedule from iteration k (late rewinding):
+    it takes the batches iterations k+1... would have taken, and steps are numbered from k.
+    """
+    optimizer = make_optimizer(spec, (p for p in model.parameters() if p.requires_grad))
+    batches = batches_from(BatchIterator(dataset.train, spec.batch_size, seed=seed), start_step)
+    result = TrainResult()
+    started = time.perf_counter()
+    if constraints is not None:
+        constraints.apply_()
+    model.train()
+
+    def record(step: int, train_loss: float) -> None:
+        val_loss, val_acc = evaluate(model, dataset.val.x, dataset.val.y)
+        test_loss, test_acc = evaluate(model, dataset.test.x, dataset.test.y)
+        result.evaluations.append(Evaluation(step, train_loss, val_loss, val_acc, test_loss, test_acc))
+        if progress is not None:
+            progress.update(step, test_acc)
+
+    for callback in callbacks:
+        callback(start_step, model)
+    record(start_step, float("nan"))
+    loss_sum, loss_count = 0.0, 0
+    for step in range(start_step + 1, spec.iterations + 1):
+        x, y = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise DivergedError(
+                f"training diverged at iteration {step}: loss is {loss_value}. "
+                f"Lower the learning rate (now {spec.lr}) or check the input data."
+            )
+        loss_sum += loss_value
+        loss_count += 1
+        if constraints is not None:
+            constraints.mask_grads_()
+        optimizer.step()
+        if constraints is not None:
+            constraints.apply_()
+        for callback in callbacks:
+            callback(step, model)
+        if step % spec.eval_every == 0 or step == spec.iterations:
+            record(step, loss_sum / loss_count)
+            loss_sum, loss_count = 0.0, 0
+    result.seconds = time.perf_counter() - started
+    return result

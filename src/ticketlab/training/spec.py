@@ -1,0 +1,38 @@
+"""How to train: the optimizer and schedule, as a frozen, validated dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ticketlab.errors import SpecError
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Optimizer and schedule. Defaults are LeNet-300-100's in Frankle & Carbin (2019)."""
+
+    optimizer: str = "adam"
+    lr: float = 1.2e-3
+    batch_size: int = 60
+    iterations: int = 50_000
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    eval_every: int = 100
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(
+                f"training.optimizer: unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
+            )
+        for name in ("batch_size", "iterations", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SpecError(f"training.{name} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise SpecError(f"training.lr must be positive, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise SpecError(f"training.momentum must be in [0, 1), got {self.momentum!r}")
+        if self.weight_decay < 0:
+            raise SpecError(f"training.weight_decay must be >= 0, got {self.weight_decay!r}")
