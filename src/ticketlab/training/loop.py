@@ -44,7 +44,8 @@ class Evaluation:
 @dataclass
 class TrainResult:
     evaluations: list[Evaluation] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the whole call
+    eval_seconds: float = 0.0  # of which spent evaluating
 
     @property
     def final(self) -> Evaluation:
@@ -108,9 +109,11 @@ def train(
     model.train()
 
     def record(step: int, train_loss: float) -> None:
+        eval_started = time.perf_counter()
         val_loss, val_acc = evaluate(model, dataset.val.x, dataset.val.y)
         test_loss, test_acc = evaluate(model, dataset.test.x, dataset.test.y)
         result.evaluations.append(Evaluation(step, train_loss, val_loss, val_acc, test_loss, test_acc))
+        result.eval_seconds += time.perf_counter() - eval_started
         if progress is not None:
             progress.update(step, test_acc)
 
