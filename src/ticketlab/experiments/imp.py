@@ -31,8 +31,9 @@ from ticketlab.experiments.seeds import derived_seed, generator
 from ticketlab.experiments.spec import ExperimentSpec
 from ticketlab.masks import CRITERIA, Mask
 from ticketlab.masks.thresholding import keep_top
-from ticketlab.models import Network, build_model
+from ticketlab.models import INIT_STDS, Network, build_model
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, save_tensors, sha256_file
+from ticketlab.tickets import MASK0_ACTIONS, MASK1_ACTIONS
 from ticketlab.training import Progress, TrainResult, WeightConstraints, train
 
 MAIN = "imp"
@@ -132,9 +133,10 @@ class Replicate:
         return mask
 
     def _pruned_mask(self, level: int) -> Mask:
+        """Score the previous level's weights (w_i: its start values, w_f: its trained ones)."""
         previous = self.mask(MAIN, level - 1)
         final = self.ensure(MAIN, level - 1)
-        initial = self.initial_weights()
+        initial = self.start_weights(MAIN, level - 1)
         grads = None
         if CRITERIA.get(self.spec.pruning.criterion).needs_gradients:
             grads = gradients_at(self.model, initial, previous, self.dataset, self.spec.training.batch_size,
@@ -150,11 +152,27 @@ class Replicate:
         })
 
     def start_weights(self, branch: str, level: int) -> dict[str, torch.Tensor]:
+        """The values a level trains from (before its held values are written in)."""
         if level == 0:
             return self.initial_weights()
         if branch == "reinit":  # a fresh draw from the initialisation distribution
             return dict(self.new_model(derived_seed(self.seed, "reinit", level)).state_dict())
-        return self.rewind_weights()
+        start = dict(self.rewind_weights())
+        if branch == MAIN:
+            action = MASK1_ACTIONS.get(self.spec.ticket.mask1).apply
+            g = generator(self.seed, "mask1", level)
+            for name, keep in self.mask(MAIN, level).items():
+                std = INIT_STDS.get(self.model.init_scheme)(keep.shape)
+                start[name] = torch.where(keep, action(start[name], keep, std, g), start[name])
+        return start
+
+    def held_values(self, branch: str, level: int, mask: Mask) -> dict[str, torch.Tensor] | None:
+        """What the pruned weights are held at: the mask-0 action on the previous level."""
+        if level == 0 or branch != MAIN or self.spec.ticket.mask0 == "zero":
+            return None
+        action = MASK0_ACTIONS.get(self.spec.ticket.mask0).apply
+        w_i, w_f = self.start_weights(MAIN, level - 1), self.ensure(MAIN, level - 1)
+        return {name: action(keep, w_i[name], w_f[name]) for name, keep in mask.items()}
 
     def ensure(self, branch: str, level: int) -> dict[str, torch.Tensor]:
         """The level's trained weights, running the level if it is not finished."""
@@ -163,6 +181,7 @@ class Replicate:
 
     def run_level(self, branch: str, level: int) -> dict[str, torch.Tensor]:
         mask = self.mask(branch, level)
+        held = self.held_values(branch, level, mask)
         self.model.load_state_dict(self.start_weights(branch, level))
         schedule = self.spec.training.train_spec()
         k = self.spec.rewind.iteration
@@ -177,7 +196,7 @@ class Replicate:
         with Progress(label, schedule.iterations, enabled=self.show_progress) as progress:
             progress.update(start, float("nan"))
             result = train(self.model, self.dataset, schedule, seed=self.seed,
-                           constraints=WeightConstraints(self.model, mask), callbacks=callbacks,
+                           constraints=WeightConstraints(self.model, mask, held), callbacks=callbacks,
                            progress=progress, start_step=start)
         final = {name: value.clone() for name, value in self.model.state_dict().items()}
         self._record(branch, level, mask, final, result)

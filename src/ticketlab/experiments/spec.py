@@ -22,6 +22,8 @@ from ticketlab.errors import SpecError
 from ticketlab.training import TrainSpec
 
 STRATEGIES = ("layerwise", "global")
+FIRST_SECTIONS = ("data", "model", "training", "pruning", "rewind")
+SECTIONS = FIRST_SECTIONS + ("ticket",)
 BASELINES = ("reinit", "random_mask")
 
 # Frankle & Carbin (2019), Figure 2: optimizer, learning rate, batch 60, training iterations.
@@ -93,21 +95,34 @@ class RewindSpec:
 
 
 @dataclass(frozen=True)
+class TicketSpec:
+    """What a level does with its mask (Zhou et al. 2019): `mask1` sets the kept weights'
+    start values, `mask0` what the pruned weights are held at. The defaults are the
+    standard ticket: rewind the kept weights, zero the pruned ones."""
+
+    mask1: str = "rewind"
+    mask0: str = "zero"
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     pruning: PruningSpec = field(default_factory=PruningSpec)
     rewind: RewindSpec = field(default_factory=RewindSpec)
+    ticket: TicketSpec = field(default_factory=TicketSpec)
     seeds: tuple[int, ...] = (0,)
     baselines: tuple[str, ...] = ()
 
     def identity(self) -> dict:
-        """The part of the spec that names the run (everything but seeds and baselines)."""
-        return {
-            name: _non_default(getattr(self, name))
-            for name in ("data", "model", "training", "pruning", "rewind")
-        }
+        """The part of the spec that names the run (everything but seeds and baselines).
+
+        Sections added after the first release appear only when they differ from their
+        defaults, so existing run ids stay valid.
+        """
+        identity = {name: _non_default(getattr(self, name)) for name in SECTIONS}
+        return {name: value for name, value in identity.items() if value or name in FIRST_SECTIONS}
 
     def run_id(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
@@ -119,7 +134,7 @@ class ExperimentSpec:
     def to_toml(self) -> str:
         """The resolved spec as TOML, every default visible."""
         lines = [f"seeds = {list(self.seeds)}", f"baselines = {json.dumps(list(self.baselines))}"]
-        for section in ("data", "model", "training", "pruning", "rewind"):
+        for section in SECTIONS:
             lines.append(f"\n[{section}]")
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 if value is None:
@@ -195,7 +210,8 @@ def section_from_dict(cls, data: dict, where: str):
 
 
 def spec_from_dict(data: dict) -> ExperimentSpec:
-    sections = {"data": DataSpec, "model": ModelSpec, "training": TrainingSpec, "pruning": PruningSpec, "rewind": RewindSpec}
+    sections = {"data": DataSpec, "model": ModelSpec, "training": TrainingSpec, "pruning": PruningSpec,
+                "rewind": RewindSpec, "ticket": TicketSpec}
     known = set(sections) | {"seeds", "baselines"}
     for key in data:
         if key not in known:
@@ -286,6 +302,10 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
             f"[0, training.iterations = {schedule.iterations})"
         )
     rewind = RewindSpec(iteration=iteration)
+    from ticketlab.tickets import MASK0_ACTIONS, MASK1_ACTIONS
+
+    MASK1_ACTIONS.get(spec.ticket.mask1)  # unknown names list the valid ones
+    MASK0_ACTIONS.get(spec.ticket.mask0)
     for name in spec.baselines:
         if name not in BASELINES:
             raise SpecError(f"baselines: unknown baseline {name!r}; valid: {', '.join(BASELINES)}")

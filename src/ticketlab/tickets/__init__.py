@@ -1,0 +1,5 @@
+"""Tickets: what to do with a mask's kept (mask-1) and pruned (mask-0) weights."""
+
+from ticketlab.tickets.actions import MASK0_ACTIONS, MASK1_ACTIONS, Action, mask0_action, mask1_action
+
+__all__ = ["MASK0_ACTIONS", "MASK1_ACTIONS", "Action", "mask0_action", "mask1_action"]
