@@ -26,7 +26,8 @@ def _csv(kind):
     return lambda text: [kind(part) for part in text.split(",") if part]
 
 
-def _spec_from_args(args: argparse.Namespace):
+def spec_from_args(args: argparse.Namespace):
+    """The spec file (or the default spec) with the flags' overrides applied."""
     from ticketlab.experiments import ExperimentSpec, load_spec, spec_with_overrides
 
     base = load_spec(args.spec) if args.spec else ExperimentSpec()
@@ -41,7 +42,7 @@ def _spec_from_args(args: argparse.Namespace):
         overrides.setdefault("pruning", {})["exclude"] = args.exclude
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
-    if args.baselines is not None:
+    if getattr(args, "baselines", None) is not None:
         overrides["baselines"] = args.baselines
     return spec_with_overrides(base, overrides)
 
@@ -56,7 +57,7 @@ def _cmd_imp(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = _spec_from_args(args)
+    spec = spec_from_args(args)
     experiment, dataset = prepare(spec, args.runs_dir, args.data_dir)
     resolved = experiment.spec
     print(f"run {experiment.run_id}: {resolved.model.name} on {resolved.data.name}, "
@@ -99,7 +100,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from ticketlab.store.report import export_csv, level_table, resolve_run, summarise
 
     store = ResultsStore(args.runs_dir)
-    run_id = resolve_run(store, args.run)
+    run_id = resolve_run(store, args.run_id)
     rows = store.levels(run_id)
     print(f"run {run_id} ({args.runs_dir / run_id / 'spec.toml'})\n")
     print(level_table(summarise(rows)) if rows else "no finished levels yet")
@@ -122,6 +123,39 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_spec_arguments(parser: argparse.ArgumentParser):
+    """The spec file, the flags that override its fields, seeds and parallelism (shared with
+    `deconstruct`); returns the "replicates and execution" group for further flags."""
+    parser.add_argument("spec", nargs="?", type=Path, help="experiment spec (TOML)")
+    group = parser.add_argument_group("data and model")
+    group.add_argument("--dataset", help="data set name (see `ticketlab data list`)")
+    group.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
+    group.add_argument("--val-size", type=int, help="validation examples held out of training")
+    group.add_argument("--model", help="lenet_300_100, conv2, conv4 or conv6")
+    group = parser.add_argument_group("training (default: the paper's schedule for the model)")
+    group.add_argument("--optimizer", choices=("adam", "sgd"))
+    group.add_argument("--lr", type=float)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--iterations", type=int, help="training iterations per level")
+    group.add_argument("--eval-every", type=int)
+    group.add_argument("--weight-decay", type=float)
+    group = parser.add_argument_group("pruning and rewinding")
+    group.add_argument("--criterion", help="mask criterion (default magnitude)")
+    group.add_argument("--strategy", choices=("layerwise", "global"))
+    group.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
+    group.add_argument("--target-density", type=float, help="prune until this fraction of weights remains")
+    group.add_argument("--one-shot", action="store_true", help="prune straight to --target-density in one level")
+    group.add_argument("--global-rate", type=float, help="fraction of remaining weights pruned per level (global)")
+    group.add_argument("--exclude", type=_csv(str), help="layers global pruning leaves alone, comma-separated")
+    group.add_argument("--rewind-iteration", type=int, help="rewind survivors to this iteration (0: initial weights)")
+    group.add_argument("--rewind-epochs", type=float, help="the rewind point in epochs instead")
+    group = parser.add_argument_group("replicates and execution")
+    group.add_argument("--seeds", type=_csv(int), help="comma-separated replicate seeds, e.g. 0,1,2")
+    group.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
+    group.add_argument("--threads", type=int, help="torch threads when --jobs is 1")
+    return group
+
+
 def add_commands(commands) -> None:
     imp = commands.add_parser(
         "imp",
@@ -132,34 +166,8 @@ def add_commands(commands) -> None:
         "command after an interruption continues where it stopped.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    imp.add_argument("spec", nargs="?", type=Path, help="experiment spec (TOML)")
-    group = imp.add_argument_group("data and model")
-    group.add_argument("--dataset", help="data set name (see `ticketlab data list`)")
-    group.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
-    group.add_argument("--val-size", type=int, help="validation examples held out of training")
-    group.add_argument("--model", help="lenet_300_100, conv2, conv4 or conv6")
-    group = imp.add_argument_group("training (default: the paper's schedule for the model)")
-    group.add_argument("--optimizer", choices=("adam", "sgd"))
-    group.add_argument("--lr", type=float)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--iterations", type=int, help="training iterations per level")
-    group.add_argument("--eval-every", type=int)
-    group.add_argument("--weight-decay", type=float)
-    group = imp.add_argument_group("pruning and rewinding")
-    group.add_argument("--criterion", help="mask criterion (default magnitude)")
-    group.add_argument("--strategy", choices=("layerwise", "global"))
-    group.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
-    group.add_argument("--target-density", type=float, help="prune until this fraction of weights remains")
-    group.add_argument("--one-shot", action="store_true", help="prune straight to --target-density in one level")
-    group.add_argument("--global-rate", type=float, help="fraction of remaining weights pruned per level (global)")
-    group.add_argument("--exclude", type=_csv(str), help="layers global pruning leaves alone, comma-separated")
-    group.add_argument("--rewind-iteration", type=int, help="rewind survivors to this iteration (0: initial weights)")
-    group.add_argument("--rewind-epochs", type=float, help="the rewind point in epochs instead")
-    group = imp.add_argument_group("replicates and execution")
-    group.add_argument("--seeds", type=_csv(int), help="comma-separated replicate seeds, e.g. 0,1,2")
+    group = add_spec_arguments(imp)
     group.add_argument("--baselines", type=_csv(str), help="reinit and/or random_mask, comma-separated")
-    group.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
-    group.add_argument("--threads", type=int, help="torch threads when --jobs is 1")
     add_data_dir(imp)
     add_runs_dir(imp)
     imp.set_defaults(run=_cmd_imp)
@@ -172,7 +180,7 @@ def add_commands(commands) -> None:
     show = commands.add_parser("show", help="print a run's level table",
                                description="Print a run's level table: remaining weights, test accuracy at "
                                "early stop, early-stop iteration and final accuracy, mean and spread over seeds.")
-    show.add_argument("run", help="run id (a unique prefix is enough)")
+    show.add_argument("run_id", metavar="RUN", help="run id (a unique prefix is enough)")
     show.add_argument("--csv", type=Path, help="also export every level row to this CSV file")
     add_runs_dir(show)
     show.set_defaults(run=_cmd_show)

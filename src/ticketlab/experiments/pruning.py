@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
 from ticketlab.data import BatchIterator, Dataset
 from ticketlab.errors import TicketlabError
-from ticketlab.experiments.spec import ExperimentSpec
+from ticketlab.experiments.seeds import derived_seed, generator
+from ticketlab.experiments.spec import ExperimentSpec, PruningSpec
 from ticketlab.masks import CRITERIA, Mask
-from ticketlab.masks.allocation import one_shot_rates, prune_global, prune_layerwise, rates_by_layer
+from ticketlab.masks.allocation import default_rates, one_shot_rates, prune_global, prune_layerwise, rates_by_layer
 from ticketlab.models import Network
 
 
@@ -60,3 +63,32 @@ def _global_one_shot_rate(mask: Mask, target: float, exclude: tuple[str, ...]) -
             f"{excluded / mask.total:.2%} of the weights"
         )
     return 1 - keep / included
+
+
+def one_shot_mask(model: Network, initial: dict, final: dict | None, criterion: str, density: float, *,
+                  rates: dict[str, float] | None = None, dataset: Dataset | None = None,
+                  batch_size: int = 60, seed: int = 0) -> Mask:
+    """The mask that keeps `density` of `model`'s prunable weights, chosen by `criterion` in one shot.
+
+    Scores come from the `initial` and `final` (trained) weights, and for gradient criteria
+    from one seeded batch of `dataset`'s training split at `initial`. Layers keep the
+    papers' relative per-layer rates (per kind: `rates`, default 20% fc, 10% conv and
+    output per level), compounded to reach `density` overall, as a one-shot IMP level does.
+    `final` may be None for criteria that never read it; `model` itself is left untouched.
+    """
+    chosen = CRITERIA.get(criterion)
+    if chosen.needs_training and final is None:
+        raise TicketlabError(f"criterion {criterion!r} scores trained weights: pass the final weights")
+    dense = Mask.ones(model)
+    grads = None
+    if chosen.needs_gradients:
+        if dataset is None:
+            raise TicketlabError(
+                f"criterion {criterion!r} needs loss gradients on training data: pass a dataset"
+            )
+        grads = gradients_at(copy.deepcopy(model), initial, dense, dataset, batch_size,
+                             derived_seed(seed, "gradients", 1))
+    scores = scores_for(criterion, initial, initial if final is None else final, dense, grads)
+    pruning = PruningSpec(criterion=criterion, rates=default_rates("") | (rates or {}),
+                          target_density=density, one_shot=True)
+    return next_mask(ExperimentSpec(pruning=pruning), model, dense, scores, generator(seed, "prune", 1))

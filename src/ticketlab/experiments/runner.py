@@ -8,6 +8,7 @@ one process using every core.
 from __future__ import annotations
 
 import json
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -133,6 +134,18 @@ _WORKER_DATA: dict = {}
 
 def _worker_init() -> None:
     torch.set_num_threads(1)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the parent dies (e.g. kill -9), so an
+    orphan never keeps writing beside a resumed run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _worker_task(experiment: Experiment, seed: int, branch: str) -> None:

@@ -245,7 +245,8 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
     """
     from ticketlab.masks import CRITERIA
     from ticketlab.masks.allocation import (
-        LAYER_KINDS, default_rates, expected_density_after, levels_to_reach, rates_by_layer,
+        LAYER_KINDS, default_rates, expected_density_after, kept_after, levels_to_reach, one_shot_rates,
+        rates_by_layer,
     )
 
     training = _resolved_training(spec)
@@ -287,6 +288,14 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
                 raise SpecError(
                     f"pruning: {levels} levels at rate {per_layer[name]} would leave layer {name} "
                     "with no weights; use fewer levels or a lower rate"
+                )
+    if pruning.strategy == "layerwise" and pruning.one_shot:
+        shot = one_shot_rates(layer_sizes, per_layer, pruning.target_density)
+        for name, size in layer_sizes.items():
+            if kept_after(size, shot[name]) == 0:
+                raise SpecError(
+                    f"pruning: one shot to density {pruning.target_density} would leave layer {name} "
+                    "with no weights; use a higher target_density"
                 )
     pruning = dataclasses.replace(pruning, rates=rates, levels=levels)
 

@@ -14,7 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 from ticketlab.store.db import ResultsStore  # noqa: E402
 from ticketlab.store.report import Summary, summarise  # noqa: E402
@@ -24,6 +24,19 @@ def _series(summaries: list[Summary], pick):
     xs = [100 * s.density for s in summaries]
     stats = [pick(s) for s in summaries]
     return xs, [m for m, _, _, _ in stats], [lo for _, _, lo, _ in stats], [hi for _, _, _, hi in stats]
+
+
+PERCENT_TICKS = (100, 70, 50, 30, 20, 10, 7, 5, 3.5, 2, 1, 0.5, 0.2, 0.1)
+
+
+def percent_axis(ax) -> None:
+    """A log x axis of percent of weights remaining, decreasing to the right as in the papers."""
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.xaxis.set_major_locator(FixedLocator(PERCENT_TICKS))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("percent of weights remaining")
 
 
 def plot_runs(store: ResultsStore, run_ids: list[str], out: Path, formats=("png", "svg")) -> list[Path]:
@@ -44,14 +57,16 @@ def plot_runs(store: ResultsStore, run_ids: list[str], out: Path, formats=("png"
                 line, = ax.plot(xs, [v * scale for v in mean], style, markersize=3, label=label)
                 ax.fill_between(xs, [v * scale for v in lo], [v * scale for v in hi], alpha=0.2, color=line.get_color())
     for ax, ylabel in ((ax_acc, "test accuracy at early stop (%)"), (ax_iter, "early-stop iteration")):
-        ax.set_xscale("log")
-        ax.invert_xaxis()
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_xlabel("percent of weights remaining")
+        percent_axis(ax)
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     ax_acc.legend(fontsize=8)
     fig.suptitle("mean over replicates; band: min to max")
+    return save_figure(fig, out, formats)
+
+
+def save_figure(fig, out: Path, formats) -> list[Path]:
+    """Write `fig` to `out` (a file stem) in each format, close it, return the files."""
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     written = []

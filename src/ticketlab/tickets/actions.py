@@ -1,15 +1,16 @@
-"""What a ticket does with its mask (Zhou et al. 2019, "Deconstructing Lottery Tickets").
+"""The registries of what a ticket does with its mask (Zhou et al. 2019, "Deconstructing
+Lottery Tickets"); the actions themselves live in `mask1.py` and `mask0.py`.
 
 Mask-1 actions give the weights a mask keeps the values they start the next round with.
 Each takes, for one layer, the values the standard ticket would restart from (`start`: the
 initial weights, or the rewind point's under late rewinding), the keep mask, the layer's
 initialisation standard deviation and a seeded generator, and returns the layer's start
-values (only kept entries are used).
+values (only kept entries are used; all randomness comes from the generator).
 
 Mask-0 actions say what the pruned weights become. Each takes the keep mask and the
 previous round's start and trained values of the layer (`w_i`, `w_f`) and returns the
-values the pruned weights are held at while the next round trains (zero, or e.g. the
-initial values for the "freeze" ablations).
+values the pruned weights are held at while the next round trains (only pruned entries
+are used).
 """
 
 from __future__ import annotations
@@ -50,15 +51,3 @@ def mask0_action(name: str):
         return fn
 
     return decorator
-
-
-@mask1_action("rewind")
-def rewind(start, keep, std, generator):
-    """The kept weights restart from their initial (or rewind-point) values: the standard ticket."""
-    return start.clone()
-
-
-@mask0_action("zero")
-def zero(keep, w_i, w_f):
-    """Pruned weights are set to zero and frozen: the standard ticket."""
-    return torch.zeros_like(w_i)

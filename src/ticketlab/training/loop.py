@@ -27,6 +27,9 @@ from ticketlab.training.spec import TrainSpec
 StepCallback = Callable[[int, nn.Module], None]
 """Called with (iterations done, model) before the first step and after every step."""
 
+LrFactor = Callable[[int], float]
+"""The learning-rate multiplier for iteration `step` (1-based), e.g. a cosine decay."""
+
 
 @dataclass
 class Evaluation:
@@ -94,11 +97,14 @@ def train(
     callbacks: Sequence[StepCallback] = (),
     progress: Progress | None = None,
     start_step: int = 0,
+    lr_factor: LrFactor | None = None,
 ) -> TrainResult:
     """Train `model` in place up to iteration `spec.iterations`; batches are drawn from `seed`.
 
     With `start_step` = k the run continues a schedule from iteration k (late rewinding):
     it takes the batches iterations k+1... would have taken, and steps are numbered from k.
+    With `lr_factor` the learning rate of iteration `step` is `spec.lr * lr_factor(step)`;
+    without it the rate is constant.
     """
     optimizer = make_optimizer(spec, (p for p in model.parameters() if p.requires_grad))
     batches = batches_from(BatchIterator(dataset.train, spec.batch_size, seed=seed), start_step)
@@ -136,6 +142,9 @@ def train(
         loss_count += 1
         if constraints is not None:
             constraints.mask_grads_()
+        if lr_factor is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = spec.lr * lr_factor(step)
         optimizer.step()
         if constraints is not None:
             constraints.apply_()

@@ -1,0 +1,130 @@
+"""Evidence: the studies of Zhou et al. (2019), "Deconstructing Lottery Tickets", on LeNet-300-100 / MNIST.
+
+2 seeds, the paper's per-layer rates (20% hidden, 10% output), Adam 1.2e-3, batch 60,
+20k iterations per level, evaluation every 500, IMP down to about 1.9% of weights remaining,
+for every criterion (mask-1 rewind, mask-0 zero), every mask-1 action (criterion
+large_final, mask-0 zero) and every mask-0 action (large_final, rewind). Prints one table per
+study and checks the paper's findings:
+  1. large_final and magnitude_increase are >= 2 points above random at about 2% remaining;
+  2. every *_same_sign mask-1 action is within 1 point of rewind at about 5% remaining, and
+     the same action without the sign is below its signed version;
+  3. zero_or_freeze_by_movement is at least as good as zero, and freeze_init is below zero
+     (mean over the table's columns).
+
+    python benchmarks/deconstruct_fc.py --data-dir ../shared/data --runs-dir runs/bench --jobs 2
+
+Resumable: re-running continues where it stopped. The standard ticket (large_final, rewind,
+zero) is one run shared by the three studies, and the very run of benchmarks/lenet_imp.py
+(same spec), so its seeds 0 and 1 are reused when both use the same runs dir.
+A smoke run on other run ids: --iterations 200 --levels 3 (the findings need the full schedule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from ticketlab.experiments import print_level, spec_from_dict
+from ticketlab.experiments.deconstruct import StudyTable, plan, run_sweep, study_table
+from ticketlab.plots.deconstruct import plot_study
+from ticketlab.store import ResultsStore
+
+SPEC = {
+    "data": {"name": "mnist"},
+    "model": {"name": "lenet_300_100"},
+    "training": {"iterations": 20_000, "eval_every": 500},
+    "pruning": {"target_density": 0.019},
+    "seeds": [0, 1],
+}
+STUDIES = {"criteria": None, "mask1": None, "mask0": None}  # every registered variant
+
+
+def acc(table: StudyTable, name: str, density: float) -> float | None:
+    summary = table.at(name, density)
+    return None if summary is None else summary.early_stop_acc[0]
+
+
+def column(table: StudyTable, density: float) -> str:
+    """The density actually compared, for the finding's text."""
+    return f"{table.columns[table.closest(density)][1]:.1%}"
+
+
+def pct(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.2%}"
+
+
+def findings(tables: dict[str, StudyTable]) -> list[tuple[str, bool]]:
+    """The paper's findings as (text with the numbers, holds) pairs."""
+    checks = []
+    criteria, mask1, mask0 = tables["criteria"], tables["mask1"], tables["mask0"]
+    random = acc(criteria, "random", 0.02)
+    for name in ("large_final", "magnitude_increase"):
+        value = acc(criteria, name, 0.02)
+        checks.append((f"criteria at {column(criteria, 0.02)}: {name} {pct(value)} >= random {pct(random)} + 2 pt",
+                       None not in (value, random) and value >= random + 0.02))
+    rewind = acc(mask1, "rewind", 0.05)
+    for name in ("reinit", "reshuffle", "constant"):
+        signed, plain = acc(mask1, f"{name}_same_sign", 0.05), acc(mask1, name, 0.05)
+        checks.append((f"mask-1 at {column(mask1, 0.05)}: {name}_same_sign {pct(signed)} within 1 pt of rewind {pct(rewind)}; "
+                       f"{name} {pct(plain)} below it",
+                       None not in (signed, plain, rewind) and abs(signed - rewind) <= 0.01 and plain < signed))
+    means = {}
+    for name in ("zero", "freeze_init", "zero_or_freeze_by_movement"):
+        cells = [s.early_stop_acc[0] for s in mask0.rows[name] if s is not None]
+        means[name] = statistics.fmean(cells) if cells and len(cells) == len(mask0.columns) else None
+    zero, freeze, movement = means["zero"], means["freeze_init"], means["zero_or_freeze_by_movement"]
+    checks.append((f"mask-0 mean over columns: zero_or_freeze_by_movement {pct(movement)} >= zero {pct(zero)}",
+                   None not in (movement, zero) and movement >= zero))
+    checks.append((f"mask-0 mean over columns: freeze_init {pct(freeze)} < zero {pct(zero)}",
+                   None not in (freeze, zero) and freeze < zero))
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--runs-dir", default="runs/bench")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--iterations", type=int, help="override the 20k iterations per level (smoke runs)")
+    parser.add_argument("--levels", type=int, help="override the number of levels (smoke runs)")
+    args = parser.parse_args()
+    spec = {**SPEC, "training": dict(SPEC["training"]), "pruning": dict(SPEC["pruning"])}
+    if args.iterations:
+        spec["training"].update(iterations=args.iterations, eval_every=min(500, args.iterations))
+    if args.levels is not None:
+        spec["pruning"]["levels"] = args.levels
+    started = time.perf_counter()
+    sweep, dataset = plan(spec_from_dict(spec), STUDIES, args.runs_dir, args.data_dir)
+    experiments = sweep.experiments()
+    print(f"{len(sweep.variants)} variants in {len(experiments)} distinct runs; standard ticket: run "
+          f"{sweep.standard.run_id}, spec {sweep.standard.run_dir / 'spec.toml'} (variants differ only in "
+          "pruning.criterion, ticket.mask1 or ticket.mask0)", flush=True)
+    for experiment in experiments:
+        names = [f"{v.study}:{v.name}" for v in sweep.variants if v.experiment.run_id == experiment.run_id]
+        print(f"  {experiment.run_id}  {', '.join(names)}")
+    run_sweep(sweep, jobs=args.jobs, dataset=dataset, report=print_level,
+              announce=lambda e: print(f"\nrun {e.run_id}", flush=True))
+    wall = time.perf_counter() - started
+
+    store = ResultsStore(args.runs_dir)
+    print(f"\nmachine: {platform.machine()}, {torch.get_num_threads()} cores visible, torch {torch.__version__}; "
+          f"{args.jobs} parallel 1-thread processes; seeds {list(sweep.standard.spec.seeds)}; "
+          f"wall time this invocation {wall / 60:.1f} min")
+    tables = {}
+    for study in sweep.studies():
+        tables[study] = study_table(store, study, sweep.runs(study))
+        print(f"\n{sweep.title(study)}: test accuracy at early stop, mean over seeds\n\n{tables[study].markdown()}")
+    print()
+    for text, ok in findings(tables):
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    for study in sweep.studies():
+        for path in plot_study(store, sweep.title(study), sweep.runs(study), sweep.figure_dir / study):
+            print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The studies of Zhou et al. (2019), "Deconstructing Lottery Tickets", as sets of IMP runs.
+
+Each study varies one part of the ticket and holds the other two at the base spec's (by
+default the standard ticket: criterion `large_final`, mask-1 `rewind`, mask-0 `zero`):
+  criteria  the mask criterion M(w_i, w_f): `pruning.criterion`
+  mask1     the values the kept weights restart from: `ticket.mask1`
+  mask0     what the pruned weights are held at: `ticket.mask0`
+A variant is an ordinary IMP experiment whose spec differs from the base only in that one
+field (and runs no baselines: the `random` criterion is the studies' baseline). Equal
+specs have equal run ids, so the standard ticket, a variant of all three studies, is one
+run, and every stage the store already holds is reused, not retrained.
+The criterion equal to the spec's default (`large_final`, alias `magnitude`) is written as
+the default, so its run id is the one `ticketlab imp` gives the same settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ticketlab.data import Dataset
+from ticketlab.errors import SpecError, TicketlabError
+from ticketlab.experiments.imp import MAIN, LevelReport
+from ticketlab.experiments.runner import Experiment, prepare, run_experiment, spec_with_overrides
+from ticketlab.experiments.spec import ExperimentSpec, PruningSpec
+from ticketlab.masks import CRITERIA
+from ticketlab.store import ResultsStore
+from ticketlab.store.report import Summary, summarise
+from ticketlab.tickets import MASK0_ACTIONS, MASK1_ACTIONS
+
+STUDIES = {"criteria": ("pruning", "criterion"), "mask1": ("ticket", "mask1"), "mask0": ("ticket", "mask0")}
+DEFAULT_DENSITIES = (0.5, 0.2, 0.05, 0.02)
+
+
+def study_choices() -> dict[str, list[str]]:
+    """Every study's variants: each registered criterion once (aliases left out), every action."""
+    criteria = [name for name in CRITERIA.names() if CRITERIA.get(name).name == name]
+    return {"criteria": criteria, "mask1": MASK1_ACTIONS.names(), "mask0": MASK0_ACTIONS.names()}
+
+
+def spec_value(study: str, name: str) -> str:
+    """The spec field value for variant `name` of `study`; unknown names list the valid ones."""
+    registry = {"criteria": CRITERIA, "mask1": MASK1_ACTIONS, "mask0": MASK0_ACTIONS}[study]
+    entry = registry.get(name)
+    default = PruningSpec().criterion
+    return default if study == "criteria" and entry is CRITERIA.get(default) else name
+
+
+@dataclass(frozen=True)
+class Variant:
+    study: str
+    name: str
+    experiment: Experiment
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The resolved variants of the chosen studies, and the standard ticket they share."""
+
+    standard: Experiment
+    variants: tuple[Variant, ...]
+
+    def experiments(self) -> list[Experiment]:
+        """Each distinct experiment once, in study order."""
+        unique = {v.experiment.run_id: v.experiment for v in self.variants}
+        return list(unique.values())
+
+    def studies(self) -> list[str]:
+        return list(dict.fromkeys(v.study for v in self.variants))
+
+    def runs(self, study: str) -> dict[str, str]:
+        """Variant name -> run id, for one study."""
+        return {v.name: v.experiment.run_id for v in self.variants if v.study == study}
+
+    def title(self, study: str) -> str:
+        """What the study varies and what it holds fixed."""
+        spec = self.standard.spec
+        held = {
+            "criteria": f"mask-1 {spec.ticket.mask1}, mask-0 {spec.ticket.mask0}",
+            "mask1": f"criterion {CRITERIA.get(spec.pruning.criterion).name}, mask-0 {spec.ticket.mask0}",
+            "mask0": f"criterion {CRITERIA.get(spec.pruning.criterion).name}, mask-1 {spec.ticket.mask1}",
+        }
+        return f"{study} study ({held[study]})"
+
+    @property
+    def figure_dir(self) -> Path:
+        return self.standard.runs_dir / "deconstruct" / self.standard.run_id
+
+
+def plan(base: ExperimentSpec, names: dict[str, list[str] | None], runs_dir: str | Path,
+         data_dir: str | Path | None = None, dataset: Dataset | None = None) -> tuple[Sweep, Dataset]:
+    """Resolve every variant of the studies in `names` ({study: [variant, ...], or None for
+    all of them}) against the data and model: all names and specs are checked here, before
+    any training."""
+    for study in names:
+        if study not in STUDIES:
+            raise SpecError(f"unknown study {study!r}; valid: {', '.join(STUDIES)}")
+    names = {study: study_choices()[study] if chosen is None else chosen for study, chosen in names.items()}
+    values = {study: [spec_value(study, name) for name in chosen] for study, chosen in names.items()}
+    fixed = {"pruning": {"criterion": spec_value("criteria", base.pruning.criterion)}, "baselines": []}
+    standard, dataset = prepare(spec_with_overrides(base, fixed), runs_dir, data_dir, dataset)
+    variants = []
+    for study, chosen in names.items():
+        section, key = STUDIES[study]
+        for name, value in zip(chosen, values[study]):
+            spec = spec_with_overrides(base, fixed | {section: {key: value}})
+            experiment, _ = prepare(spec, runs_dir, data_dir, dataset)
+            variants.append(Variant(study, name, experiment))
+    return Sweep(standard, tuple(variants)), dataset
+
+
+def run_sweep(sweep: Sweep, *, jobs: int = 1, dataset: Dataset | None = None,
+              report: LevelReport | None = None, show_progress: bool = False,
+              announce: Callable[[Experiment], None] | None = None) -> None:
+    """Run (or resume) each distinct experiment of `sweep` once; `announce(experiment)` is
+    called before each. Experiments the store records as finished are verified in this
+    process rather than by `jobs` fresh workers that would each load the data to skip them."""
+    store = ResultsStore(sweep.standard.runs_dir)
+    for experiment in sweep.experiments():
+        if announce is not None:
+            announce(experiment)
+        workers = 1 if recorded_as_finished(store, experiment) else jobs
+        run_experiment(experiment, jobs=workers, dataset=dataset, report=report, show_progress=show_progress)
+
+
+def recorded_as_finished(store: ResultsStore, experiment: Experiment) -> bool:
+    """Whether the store has a row for every level of every seed's tickets."""
+    spec = experiment.spec
+    done = {(row.seed, row.level) for row in store.levels(experiment.run_id) if row.branch == MAIN}
+    return done >= {(seed, level) for seed in spec.seeds for level in range(spec.pruning.levels + 1)}
+
+
+@dataclass(frozen=True)
+class StudyTable:
+    """One study's results: per variant, the tickets' summary at the levels closest to the
+    requested densities (None where a variant has not finished that level)."""
+
+    study: str
+    columns: tuple[tuple[int, float], ...]  # (level, density)
+    rows: dict[str, tuple[Summary | None, ...]]
+
+    def closest(self, density: float) -> int:
+        """The index of the column whose density is closest to `density`."""
+        if not self.columns:
+            raise TicketlabError(f"the {self.study} study has no finished levels yet")
+        return min(range(len(self.columns)), key=lambda i: abs(self.columns[i][1] - density))
+
+    def at(self, name: str, density: float) -> Summary | None:
+        """Variant `name`'s summary at the column closest to `density`."""
+        return self.rows[name][self.closest(density)]
+
+    def markdown(self) -> str:
+        """Rows = variants, columns = % of weights remaining, cells = mean test accuracy at
+        early stop over seeds."""
+        lines = [
+            f"| {self.study} | " + " | ".join(f"{density:.1%}" for _, density in self.columns) + " |",
+            "|---|" + "---|" * len(self.columns),
+        ]
+        for name, cells in self.rows.items():
+            values = ["–" if s is None else f"{s.early_stop_acc[0]:.2%}" for s in cells]
+            lines.append(f"| {name} | " + " | ".join(values) + " |")
+        return "\n".join(lines)
+
+
+def study_table(store: ResultsStore, study: str, runs: dict[str, str],
+                densities: tuple[float, ...] = DEFAULT_DENSITIES) -> StudyTable:
+    """The table of one study ({variant: run id}) from the store."""
+    tickets = {name: [s for s in summarise(store.levels(run_id)) if s.branch == MAIN] for name, run_id in runs.items()}
+    levels = {s.level: s.density for rows in tickets.values() for s in rows}
+    chosen = {min(levels.items(), key=lambda kv: abs(kv[1] - d)) for d in densities} if levels else set()
+    columns = tuple(sorted(chosen, key=lambda kv: kv[0]))
+    rows = {
+        name: tuple(next((s for s in summaries if s.level == level), None) for level, _ in columns)
+        for name, summaries in tickets.items()
+    }
+    return StudyTable(study, columns, rows)
