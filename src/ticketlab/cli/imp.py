@@ -152,7 +152,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group = parser.add_argument_group("replicates and execution")
     group.add_argument("--seeds", type=_csv(int), help="comma-separated replicate seeds, e.g. 0,1,2")
     group.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
-    group.add_argument("--threads", type=int, help="torch threads when --jobs is 1")
+    group.add_argument("--threads", type=int, default=1,
+                       help="torch threads when --jobs is 1: one is fastest for small networks and does not "
+                       "collapse when other processes share the cores; use --jobs to use more cores")
     return group
 
 
