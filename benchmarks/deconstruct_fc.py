@@ -14,8 +14,8 @@ study and checks the paper's findings:
     python benchmarks/deconstruct_fc.py --data-dir ../shared/data --runs-dir runs/bench --jobs 2
 
 Resumable: re-running continues where it stopped. The standard ticket (large_final, rewind,
-zero) is one run shared by the three studies, and the very run of benchmarks/lenet_imp.py
-(same spec), so its seeds 0 and 1 are reused when both use the same runs dir.
+zero) is one run shared by the three studies. Inputs are scaled to [0, 1] as in the
+paper's reference code (benchmarks/lenet_imp.py uses mean/std normalisation instead).
 A smoke run on other run ids: --iterations 200 --levels 3 (the findings need the full schedule).
 """
 
@@ -34,7 +34,7 @@ from ticketlab.plots.deconstruct import plot_study
 from ticketlab.store import ResultsStore
 
 SPEC = {
-    "data": {"name": "mnist"},
+    "data": {"name": "mnist", "normalization": "unit"},  # pixels / 255, as Zhou et al.'s train.py
     "model": {"name": "lenet_300_100"},
     "training": {"iterations": 20_000, "eval_every": 500},
     "pruning": {"target_density": 0.019},

@@ -12,6 +12,7 @@ from ticketlab.cli.common import add_data_dir, add_runs_dir
 # flag -> (spec section, key); the flag's value overrides the spec file's.
 OVERRIDES = {
     "dataset": ("data", "name"), "dataset_path": ("data", "path"), "val_size": ("data", "val_size"),
+    "normalization": ("data", "normalization"),
     "model": ("model", "name"),
     "optimizer": ("training", "optimizer"), "lr": ("training", "lr"), "batch_size": ("training", "batch_size"),
     "iterations": ("training", "iterations"), "eval_every": ("training", "eval_every"),
@@ -131,6 +132,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--dataset", help="data set name (see `ticketlab data list`)")
     group.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
     group.add_argument("--val-size", type=int, help="validation examples held out of training")
+    group.add_argument("--normalization", choices=("standard", "unit"),
+                       help="inputs to zero mean and unit variance (standard) or to [0, 1] (unit)")
     group.add_argument("--model", help="lenet_300_100, conv2, conv4 or conv6")
     group = parser.add_argument_group("training (default: the paper's schedule for the model)")
     group.add_argument("--optimizer", choices=("adam", "sgd"))

@@ -26,6 +26,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     length.add_argument("--iterations", type=int, help="training steps (default: 5 epochs)")
     length.add_argument("--epochs", type=float, help="training length in passes over the training split")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="evaluate every N steps (default: %(default)s)")
+    parser.add_argument("--normalization", choices=("standard", "unit"), default="standard",
+                        help="inputs to zero mean and unit variance, or to [0, 1] (default: %(default)s)")
     parser.add_argument("--val-size", type=int, help="examples held out of training for validation (default: per data set)")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")
     parser.add_argument("--mask", type=Path, help="a mask file (safetensors) to train the sparse network it keeps")
@@ -43,7 +45,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = load_dataset(
-        args.dataset, args.data_dir, val_size=args.val_size, seed=args.seed, path=args.dataset_path
+        args.dataset, args.data_dir, val_size=args.val_size, seed=args.seed, path=args.dataset_path,
+        normalization=args.normalization,
     )
     steps_per_epoch = math.ceil(len(dataset.train) / args.batch_size)
     if args.iterations is not None:

@@ -10,7 +10,7 @@ from ticketlab.data.dataset import Dataset
 from ticketlab.data.download import download_files, missing_files_error
 from ticketlab.data.files import DataFile, verify
 from ticketlab.data.paths import resolve_data_dir
-from ticketlab.data.prepare import build_dataset
+from ticketlab.data.prepare import NORMALIZATIONS, build_dataset
 from ticketlab.data.sources import DATASETS, DatasetSource
 from ticketlab.errors import DataError
 
@@ -56,14 +56,21 @@ def load_dataset(
     seed: int = 0,
     download: bool = True,
     path: str | Path | None = None,
+    normalization: str = "standard",
 ) -> Dataset:
     """Load a data set by name, with `val_size` examples held out of its training set by `seed`.
+
+    `normalization` is "standard" (per-channel mean and standard deviation, as OpenLTH
+    does) or "unit" (pixels / 255 in [0, 1], as the reference code of Zhou et al. 2019 does:
+    `train.py` divides by the images' maximum).
 
     Missing files are downloaded (SHA-256/MD5 checked) unless `download` is False; every file
     is verified before use. `path` is the folder or archive for "imagefolder". `val_size`
     defaults to 5,000 for sets with at least 20,000 training examples, else 10% of them.
     """
     source = _source(name)
+    if normalization not in NORMALIZATIONS:
+        raise DataError(f"unknown normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
     if source.needs_path and path is None:
         raise DataError(f"{name} needs path=... (a folder or .tar/.tar.gz with train/<class>/ and test/<class>/)")
     if path is not None and not source.needs_path:
@@ -75,7 +82,7 @@ def load_dataset(
             raise missing_files_error(missing, root, "download=False")
         download_files(missing, root)
     raw = source.read(root / name, None if path is None else Path(path))
-    return build_dataset(name, raw, val_size=val_size, seed=seed)
+    return build_dataset(name, raw, val_size=val_size, seed=seed, normalization=normalization)
 
 
 def dataset_info() -> list[DatasetInfo]:

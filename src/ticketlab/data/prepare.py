@@ -36,8 +36,13 @@ def default_val_size(num_train: int) -> int:
     return 5000 if num_train >= 20000 else num_train // 10
 
 
-def build_dataset(name: str, raw: RawData, *, val_size: int | None, seed: int) -> Dataset:
-    """Split `val_size` examples off the training set (a permutation seeded by `seed`) and normalise."""
+NORMALIZATIONS = ("standard", "unit")
+
+
+def build_dataset(name: str, raw: RawData, *, val_size: int | None, seed: int,
+                  normalization: str = "standard") -> Dataset:
+    """Split `val_size` examples off the training set (a permutation seeded by `seed`) and normalise:
+    "standard" to zero mean and unit variance per channel, "unit" to [0, 1]."""
     for labels in (raw.train_y, raw.test_y):
         if labels.size and not 0 <= labels.min() <= labels.max() < raw.num_classes:
             raise DataError(f"{name}: labels outside 0..{raw.num_classes - 1}")
@@ -49,7 +54,10 @@ def build_dataset(name: str, raw: RawData, *, val_size: int | None, seed: int) -
             f"{name}: val_size must be in 0..{num_train - 1} (the training set has {num_train} examples), "
             f"got {val_size}"
         )
-    if raw.mean is None or raw.std is None:
+    channels = raw.train_x.shape[1]
+    if normalization == "unit":
+        mean, std = (0.0,) * channels, (1.0,) * channels
+    elif raw.mean is None or raw.std is None:
         mean, std = channel_stats(raw.train_x, raw.max_value)
     else:
         mean, std = raw.mean, raw.std

@@ -8,7 +8,6 @@ one process using every core.
 from __future__ import annotations
 
 import json
-import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import filelock
-import torch
 
 import ticketlab
 from ticketlab.data import Dataset, load_dataset
@@ -24,6 +22,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.experiments.imp import LevelReport, Replicate
 from ticketlab.experiments.spec import ExperimentSpec, resolve, spec_from_dict
 from ticketlab.models import build_model
+from ticketlab.parallel import init_worker
 from ticketlab.store import ResultsStore, atomic_write_bytes
 
 
@@ -46,7 +45,8 @@ class Experiment:
 
 def load_data(spec: ExperimentSpec, data_dir: Path | None, seed: int = 0) -> Dataset:
     """The experiment's data set; the validation split is fixed by the data seed 0 for all replicates."""
-    return load_dataset(spec.data.name, data_dir, val_size=spec.data.val_size, seed=seed, path=spec.data.path)
+    return load_dataset(spec.data.name, data_dir, val_size=spec.data.val_size, seed=seed, path=spec.data.path,
+                        normalization=spec.data.normalization)
 
 
 def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | None = None,
@@ -107,7 +107,7 @@ def run_experiment(
 
 def _run_parallel(experiment: Experiment, jobs: int) -> None:
     """Replicates as separate processes; a seed's baselines start once its tickets are done."""
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=init_worker) as pool:
         pending = {pool.submit(_worker_task, experiment, seed, "imp"): seed for seed in experiment.spec.seeds}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -130,22 +130,6 @@ def _run_task(experiment: Experiment, seed: int, branch: str, dataset: Dataset,
 
 
 _WORKER_DATA: dict = {}
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """On Linux, have the kernel kill this worker when the parent dies (e.g. kill -9), so an
-    orphan never keeps writing beside a resumed run."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _worker_task(experiment: Experiment, seed: int, branch: str) -> None:

@@ -42,6 +42,7 @@ class DataSpec:
     name: str = "digits"
     val_size: int | None = None
     path: str | None = None
+    normalization: str = "standard"  # or "unit": pixels / 255, as Zhou et al.'s code
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import filelock
-import torch
 
 from ticketlab.data import Dataset, check_files, fetch, load_dataset, resolve_data_dir
 from ticketlab.errors import DataError, TicketlabError
+from ticketlab.parallel import init_worker
 from ticketlab.supermasks.cells import load_result, run_cell
 from ticketlab.supermasks.zhou2019 import Cell, Plan
 
@@ -86,7 +86,7 @@ def reproduce(plan: Plan, out: str | Path, *, data_dir: str | Path | None = None
         todo = [cell for cell in cells if cell.id not in results]
         if jobs == 1:
             for cell in todo:
-                results[cell.id] = run_cell(cell, _dataset(cell.config["dataset"], data_dir), out, show_progress)
+                results[cell.id] = run_cell(cell, _dataset(cell.config, data_dir), out, show_progress)
                 if report is not None:
                     report(cell, results[cell.id])
         else:
@@ -100,8 +100,7 @@ def _run_parallel(todo: list[Cell], results: dict, jobs: int, out: Path, data_di
                   report: CellReport | None) -> None:
     """Keep `jobs` workers busy, starting each cell, in plan order, once the cells it reads are done."""
     waiting, running = list(todo), {}
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
-                             initargs=(1,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=init_worker) as pool:
         while waiting or running:
             for cell in [c for c in waiting if all(need in results for need in c.needs)][: jobs - len(running)]:
                 waiting.remove(cell)
@@ -119,12 +118,13 @@ def _run_parallel(todo: list[Cell], results: dict, jobs: int, out: Path, data_di
 _DATA: dict = {}
 
 
-def _dataset(name: str, data_dir: Path | None) -> Dataset:
-    """The data set, loaded once per process; the validation split is fixed by data seed 0."""
-    if (name, data_dir) not in _DATA:
-        _DATA[name, data_dir] = load_dataset(name, data_dir)
-    return _DATA[name, data_dir]
+def _dataset(config: dict, data_dir: Path | None) -> Dataset:
+    """A cell's data set, loaded once per process; the validation split is fixed by data seed 0."""
+    key = (config["dataset"], config.get("normalization", "standard"), data_dir)
+    if key not in _DATA:
+        _DATA[key] = load_dataset(key[0], data_dir, normalization=key[1])
+    return _DATA[key]
 
 
 def _worker_cell(cell: Cell, out: Path, data_dir: Path | None) -> dict:
-    return run_cell(cell, _dataset(cell.config["dataset"], data_dir), out)
+    return run_cell(cell, _dataset(cell.config, data_dir), out)
