@@ -13,7 +13,8 @@ study and checks the paper's findings:
 
     python benchmarks/deconstruct_fc.py --data-dir ../shared/data --runs-dir runs/bench --jobs 2
 
-Resumable: re-running continues where it stopped. The standard ticket (large_final, rewind,
+Resumable: re-running continues where it stopped. The variants the findings compare run
+first, so a partial run already answers them. The standard ticket (large_final, rewind,
 zero) is one run shared by the three studies. Inputs are scaled to [0, 1] as in the
 paper's reference code (benchmarks/lenet_imp.py uses mean/std normalisation instead).
 A smoke run on other run ids: --iterations 200 --levels 3 (the findings need the full schedule).
@@ -29,7 +30,7 @@ import time
 import torch
 
 from ticketlab.experiments import print_level, spec_from_dict
-from ticketlab.experiments.deconstruct import StudyTable, plan, run_sweep, study_table
+from ticketlab.experiments.deconstruct import DEFAULT_DENSITIES, StudyTable, plan, run_sweep, study_table
 from ticketlab.plots.deconstruct import plot_study
 from ticketlab.store import ResultsStore
 
@@ -40,47 +41,63 @@ SPEC = {
     "pruning": {"target_density": 0.019},
     "seeds": [0, 1],
 }
+SEEDS = len(SPEC["seeds"])
 STUDIES = {"criteria": None, "mask1": None, "mask0": None}  # every registered variant
+FINDINGS_FIRST = (  # the variants the findings compare run first, so a partial run answers them
+    [("criteria", name) for name in ("large_final", "random", "magnitude_increase")]
+    + [("mask1", name) for name in ("reinit_same_sign", "reinit", "reshuffle_same_sign", "reshuffle",
+                                     "constant_same_sign", "constant")]
+    + [("mask0", name) for name in ("zero_or_freeze_by_movement", "freeze_init")]
+)
 
 
 def acc(table: StudyTable, name: str, density: float) -> float | None:
+    """Mean accuracy at the column closest to `density`; None until a level within 30% of it
+    has finished for every seed (a partial run must not compare at some other density)."""
+    if not table.columns or abs(table.columns[table.closest(density)][1] - density) > 0.3 * density:
+        return None
     summary = table.at(name, density)
-    return None if summary is None else summary.early_stop_acc[0]
+    return None if summary is None or summary.seeds < SEEDS else summary.early_stop_acc[0]
 
 
 def column(table: StudyTable, density: float) -> str:
     """The density actually compared, for the finding's text."""
-    return f"{table.columns[table.closest(density)][1]:.1%}"
+    return f"{table.columns[table.closest(density)][1]:.1%}" if table.columns else "-"
 
 
 def pct(value: float | None) -> str:
-    return "missing" if value is None else f"{value:.2%}"
+    return "pending" if value is None else f"{value:.2%}"
 
 
-def findings(tables: dict[str, StudyTable]) -> list[tuple[str, bool]]:
-    """The paper's findings as (text with the numbers, holds) pairs."""
+def verdict(values: tuple[float | None, ...], holds) -> str:
+    return "PENDING" if None in values else "PASS" if holds(*values) else "FAIL"
+
+
+def findings(tables: dict[str, StudyTable]) -> list[tuple[str, str]]:
+    """The paper's findings as (PASS | FAIL | PENDING, text with the numbers) pairs."""
     checks = []
     criteria, mask1, mask0 = tables["criteria"], tables["mask1"], tables["mask0"]
     random = acc(criteria, "random", 0.02)
     for name in ("large_final", "magnitude_increase"):
         value = acc(criteria, name, 0.02)
-        checks.append((f"criteria at {column(criteria, 0.02)}: {name} {pct(value)} >= random {pct(random)} + 2 pt",
-                       None not in (value, random) and value >= random + 0.02))
+        checks.append((verdict((value, random), lambda v, r: v >= r + 0.02),
+                       f"criteria at {column(criteria, 0.02)}: {name} {pct(value)} >= random {pct(random)} + 2 pt"))
     rewind = acc(mask1, "rewind", 0.05)
     for name in ("reinit", "reshuffle", "constant"):
         signed, plain = acc(mask1, f"{name}_same_sign", 0.05), acc(mask1, name, 0.05)
-        checks.append((f"mask-1 at {column(mask1, 0.05)}: {name}_same_sign {pct(signed)} within 1 pt of rewind {pct(rewind)}; "
-                       f"{name} {pct(plain)} below it",
-                       None not in (signed, plain, rewind) and abs(signed - rewind) <= 0.01 and plain < signed))
+        checks.append((verdict((signed, plain, rewind), lambda s, p, r: abs(s - r) <= 0.01 and p < s),
+                       f"mask-1 at {column(mask1, 0.05)}: {name}_same_sign {pct(signed)} within 1 pt of rewind "
+                       f"{pct(rewind)}; {name} {pct(plain)} below it"))
     means = {}
     for name in ("zero", "freeze_init", "zero_or_freeze_by_movement"):
-        cells = [s.early_stop_acc[0] for s in mask0.rows[name] if s is not None]
-        means[name] = statistics.fmean(cells) if cells and len(cells) == len(mask0.columns) else None
+        cells = [acc(mask0, name, density) for density in DEFAULT_DENSITIES]
+        means[name] = statistics.fmean(cells) if cells and None not in cells else None
     zero, freeze, movement = means["zero"], means["freeze_init"], means["zero_or_freeze_by_movement"]
-    checks.append((f"mask-0 mean over columns: zero_or_freeze_by_movement {pct(movement)} >= zero {pct(zero)}",
-                   None not in (movement, zero) and movement >= zero))
-    checks.append((f"mask-0 mean over columns: freeze_init {pct(freeze)} < zero {pct(zero)}",
-                   None not in (freeze, zero) and freeze < zero))
+    columns = ", ".join(column(mask0, density) for density in DEFAULT_DENSITIES)
+    checks.append((verdict((movement, zero), lambda m, z: m >= z),
+                   f"mask-0 mean over {columns}: zero_or_freeze_by_movement {pct(movement)} >= zero {pct(zero)}"))
+    checks.append((verdict((freeze, zero), lambda f, z: f < z),
+                   f"mask-0 mean over {columns}: freeze_init {pct(freeze)} < zero {pct(zero)}"))
     return checks
 
 
@@ -91,6 +108,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--iterations", type=int, help="override the 20k iterations per level (smoke runs)")
     parser.add_argument("--levels", type=int, help="override the number of levels (smoke runs)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tables, findings and figures from what the store holds now")
     args = parser.parse_args()
     spec = {**SPEC, "training": dict(SPEC["training"]), "pruning": dict(SPEC["pruning"])}
     if args.iterations:
@@ -99,28 +118,32 @@ def main() -> None:
         spec["pruning"]["levels"] = args.levels
     started = time.perf_counter()
     sweep, dataset = plan(spec_from_dict(spec), STUDIES, args.runs_dir, args.data_dir)
-    experiments = sweep.experiments()
+    experiments = sweep.experiments(FINDINGS_FIRST)
     print(f"{len(sweep.variants)} variants in {len(experiments)} distinct runs; standard ticket: run "
           f"{sweep.standard.run_id}, spec {sweep.standard.run_dir / 'spec.toml'} (variants differ only in "
           "pruning.criterion, ticket.mask1 or ticket.mask0)", flush=True)
     for experiment in experiments:
         names = [f"{v.study}:{v.name}" for v in sweep.variants if v.experiment.run_id == experiment.run_id]
         print(f"  {experiment.run_id}  {', '.join(names)}")
-    run_sweep(sweep, jobs=args.jobs, dataset=dataset, report=print_level,
-              announce=lambda e: print(f"\nrun {e.run_id}", flush=True))
+    if not args.report_only:
+        run_sweep(sweep, jobs=args.jobs, dataset=dataset, report=print_level,
+                  announce=lambda e: print(f"\nrun {e.run_id}", flush=True), first=FINDINGS_FIRST)
     wall = time.perf_counter() - started
 
     store = ResultsStore(args.runs_dir)
     print(f"\nmachine: {platform.machine()}, {torch.get_num_threads()} cores visible, torch {torch.__version__}; "
           f"{args.jobs} parallel 1-thread processes; seeds {list(sweep.standard.spec.seeds)}; "
           f"wall time this invocation {wall / 60:.1f} min")
+    rows = [row for experiment in experiments for row in store.levels(experiment.run_id)]
+    print(f"store: {len(rows)} of {len(experiments) * SEEDS * (sweep.standard.spec.pruning.levels + 1)} level "
+          f"trainings finished, {sum(row.seconds for row in rows) / 3600:.1f} h of training summed over processes")
     tables = {}
     for study in sweep.studies():
         tables[study] = study_table(store, study, sweep.runs(study))
         print(f"\n{sweep.title(study)}: test accuracy at early stop, mean over seeds\n\n{tables[study].markdown()}")
     print()
-    for text, ok in findings(tables):
-        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    for status, text in findings(tables):
+        print(f"{status:<8} {text}")
     for study in sweep.studies():
         for path in plot_study(store, sweep.title(study), sweep.runs(study), sweep.figure_dir / study):
             print(f"plot: {path}")

@@ -65,6 +65,17 @@ def test_a_finished_sweep_is_reused_not_retrained(swept):
     assert reported == []
 
 
+def test_chosen_variants_run_first_each_run_once(swept):
+    sweep, _, _, _ = swept
+    runs = {(v.study, v.name): v.experiment.run_id for v in sweep.variants}
+    order = [e.run_id for e in sweep.experiments([("mask0", "freeze_init"), ("criteria", "snip"),
+                                                  ("mask1", "rewind")])]
+    assert order[:3] == [runs["mask0", "freeze_init"], runs["criteria", "snip"], sweep.standard.run_id]
+    assert sorted(order) == sorted(e.run_id for e in sweep.experiments()) and len(set(order)) == 4
+    with pytest.raises(TicketlabError, match="no variant 'movement' in study 'criteria'"):
+        sweep.experiments([("criteria", "movement")])
+
+
 def test_study_tables_and_figures_read_the_store(swept, tmp_path):
     sweep, _, store, _ = swept
     table = study_table(store, "mask1", sweep.runs("mask1"), densities=(0.9, 0.5))
@@ -164,3 +175,10 @@ def test_cli_refuses_bad_names_and_runs_a_study(capsys, tmp_path):
     assert code == 0
     assert "2 variants in 2 distinct runs" in out and "| zero_or_freeze_by_movement |" in out
     assert "mask0.png" in out
+
+    # --report trains nothing: a variant not run yet shows '–' in every column
+    code = main(["deconstruct", "--studies", "mask0", "--mask0", "zero,freeze_init", "--report",
+                 "--iterations", "20", "--eval-every", "10", "--levels", "1", *runs])
+    out = capsys.readouterr().out
+    assert code == 0 and "seed 0" not in out
+    assert "| freeze_init | – |" in out and "| zero | –" not in out  # one column: level 1

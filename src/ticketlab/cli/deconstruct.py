@@ -34,8 +34,9 @@ def _cmd_deconstruct(args: argparse.Namespace) -> int:
         print(f"\nrun {experiment.run_id} ({', '.join(labels[experiment.run_id])})", flush=True)
 
     started = time.perf_counter()
-    run_sweep(sweep, jobs=args.jobs, dataset=dataset, report=print_level,
-              show_progress=sys.stderr.isatty(), announce=announce)
+    if not args.report:
+        run_sweep(sweep, jobs=args.jobs, dataset=dataset, report=print_level,
+                  show_progress=sys.stderr.isatty(), announce=announce)
     store = ResultsStore(args.runs_dir)
     out = args.out or sweep.figure_dir
     for study in sweep.studies():
@@ -67,6 +68,9 @@ def add_commands(commands) -> None:
     group.add_argument("--mask0", type=_csv(str), help="mask-0 actions to compare (default: all)")
     group.add_argument("--densities", type=_csv(float), default=[0.5, 0.2, 0.05, 0.02],
                        help="table columns: the levels closest to these fractions of weights remaining")
+    group.add_argument("--report", action="store_true",
+                       help="train nothing: print the tables and draw the figures from what the store "
+                       "holds now ('-' marks levels not finished), e.g. while a sweep runs elsewhere")
     group.add_argument("--out", type=Path, help="figure folder (default: <runs-dir>/deconstruct/<standard run>)")
     add_data_dir(parser)
     add_runs_dir(parser)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ticketlab.data import Dataset
 from ticketlab.errors import SpecError, TicketlabError
@@ -61,10 +61,15 @@ class Sweep:
     standard: Experiment
     variants: tuple[Variant, ...]
 
-    def experiments(self) -> list[Experiment]:
-        """Each distinct experiment once, in study order."""
-        unique = {v.experiment.run_id: v.experiment for v in self.variants}
-        return list(unique.values())
+    def experiments(self, first: Sequence[tuple[str, str]] = ()) -> list[Experiment]:
+        """Each distinct experiment once: those of the (study, variant) pairs in `first`, in
+        that order, then the rest in study order."""
+        named = {(v.study, v.name): v.experiment for v in self.variants}
+        missing = [pair for pair in first if pair not in named]
+        if missing:
+            raise TicketlabError(f"no variant {missing[0][1]!r} in study {missing[0][0]!r} of this sweep")
+        ordered = [named[pair] for pair in first] + [v.experiment for v in self.variants]
+        return list({e.run_id: e for e in ordered}.values())
 
     def studies(self) -> list[str]:
         return list(dict.fromkeys(v.study for v in self.variants))
@@ -112,12 +117,13 @@ def plan(base: ExperimentSpec, names: dict[str, list[str] | None], runs_dir: str
 
 def run_sweep(sweep: Sweep, *, jobs: int = 1, dataset: Dataset | None = None,
               report: LevelReport | None = None, show_progress: bool = False,
-              announce: Callable[[Experiment], None] | None = None) -> None:
-    """Run (or resume) each distinct experiment of `sweep` once; `announce(experiment)` is
-    called before each. Experiments the store records as finished are verified in this
+              announce: Callable[[Experiment], None] | None = None,
+              first: Sequence[tuple[str, str]] = ()) -> None:
+    """Run (or resume) each distinct experiment of `sweep` once, the (study, variant) pairs in
+    `first` before the others; `announce(experiment)` is called before each. Experiments the store records as finished are verified in this
     process rather than by `jobs` fresh workers that would each load the data to skip them."""
     store = ResultsStore(sweep.standard.runs_dir)
-    for experiment in sweep.experiments():
+    for experiment in sweep.experiments(first):
         if announce is not None:
             announce(experiment)
         workers = 1 if recorded_as_finished(store, experiment) else jobs
