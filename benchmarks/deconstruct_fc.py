@@ -26,6 +26,7 @@ import argparse
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -33,6 +34,7 @@ from ticketlab.experiments import print_level, spec_from_dict
 from ticketlab.experiments.deconstruct import DEFAULT_DENSITIES, StudyTable, plan, run_sweep, study_table
 from ticketlab.plots.deconstruct import plot_study
 from ticketlab.store import ResultsStore
+from ticketlab.store.report import export_csv
 
 SPEC = {
     "data": {"name": "mnist", "normalization": "unit"},  # pixels / 255, as Zhou et al.'s train.py
@@ -108,6 +110,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--iterations", type=int, help="override the 20k iterations per level (smoke runs)")
     parser.add_argument("--levels", type=int, help="override the number of levels (smoke runs)")
+    parser.add_argument("--out", help="also write the report, every level as CSV, and the figures here")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: tables, findings and figures from what the store holds now")
     args = parser.parse_args()
@@ -119,35 +122,45 @@ def main() -> None:
     started = time.perf_counter()
     sweep, dataset = plan(spec_from_dict(spec), STUDIES, args.runs_dir, args.data_dir)
     experiments = sweep.experiments(FINDINGS_FIRST)
-    print(f"{len(sweep.variants)} variants in {len(experiments)} distinct runs; standard ticket: run "
-          f"{sweep.standard.run_id}, spec {sweep.standard.run_dir / 'spec.toml'} (variants differ only in "
-          "pruning.criterion, ticket.mask1 or ticket.mask0)", flush=True)
+    runs = [f"{len(sweep.variants)} variants in {len(experiments)} distinct runs; standard ticket: run "
+            f"{sweep.standard.run_id}, spec {sweep.standard.run_dir / 'spec.toml'} (variants differ only in "
+            "pruning.criterion, ticket.mask1 or ticket.mask0)"]
     for experiment in experiments:
         names = [f"{v.study}:{v.name}" for v in sweep.variants if v.experiment.run_id == experiment.run_id]
-        print(f"  {experiment.run_id}  {', '.join(names)}")
+        runs.append(f"  {experiment.run_id}  {', '.join(names)}")
+    print("\n".join(runs), flush=True)
     if not args.report_only:
         run_sweep(sweep, jobs=args.jobs, dataset=dataset, report=print_level,
                   announce=lambda e: print(f"\nrun {e.run_id}", flush=True), first=FINDINGS_FIRST)
     wall = time.perf_counter() - started
 
     store = ResultsStore(args.runs_dir)
-    print(f"\nmachine: {platform.machine()}, {torch.get_num_threads()} cores visible, torch {torch.__version__}; "
-          f"{args.jobs} parallel 1-thread processes; seeds {list(sweep.standard.spec.seeds)}; "
-          f"wall time this invocation {wall / 60:.1f} min")
     rows = [row for experiment in experiments for row in store.levels(experiment.run_id)]
-    print(f"store: {len(rows)} of {len(experiments) * SEEDS * (sweep.standard.spec.pruning.levels + 1)} level "
-          f"trainings finished, {sum(row.seconds for row in rows) / 3600:.1f} h of training summed over processes")
+    planned = len(experiments) * SEEDS * (sweep.standard.spec.pruning.levels + 1)
+    lines = [
+        f"machine: {platform.machine()}, {torch.get_num_threads()} cores visible, torch {torch.__version__}; "
+        f"{args.jobs} parallel 1-thread processes; seeds {list(sweep.standard.spec.seeds)}; "
+        f"standard ticket run {sweep.standard.run_id}; wall time this invocation {wall / 60:.1f} min",
+        f"store: {len(rows)} of {planned} level trainings finished, "
+        f"{sum(row.seconds for row in rows) / 3600:.1f} h of training summed over processes",
+    ]
     tables = {}
     for study in sweep.studies():
         tables[study] = study_table(store, study, sweep.runs(study))
-        print(f"\n{sweep.title(study)}: test accuracy at early stop, mean over seeds\n\n{tables[study].markdown()}")
-    print()
-    for status, text in findings(tables):
-        print(f"{status:<8} {text}")
+        lines += ["", f"{sweep.title(study)}: test accuracy at early stop, mean over seeds", "",
+                  tables[study].markdown()]
+    lines.append("")
+    lines += [f"{status:<8} {text}" for status, text in findings(tables)]
+    print("\n".join(lines))
+    figures = Path(args.out) if args.out else sweep.figure_dir
     for study in sweep.studies():
-        for path in plot_study(store, sweep.title(study), sweep.runs(study), sweep.figure_dir / study):
+        for path in plot_study(store, sweep.title(study), sweep.runs(study), figures / f"deconstruct_fc_{study}"):
             print(f"plot: {path}")
-
+    if args.out:
+        report = Path(args.out) / "deconstruct_fc.md"
+        report.write_text("```\n" + "\n".join(lines + [""] + runs) + "\n```\n")
+        export_csv(rows, Path(args.out) / "deconstruct_fc_levels.csv")
+        print(f"report: {report}, {Path(args.out) / 'deconstruct_fc_levels.csv'}")
 
 if __name__ == "__main__":
     main()
