@@ -128,3 +128,38 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path):
     with filelock.FileLock(tmp_path / experiment.run_id / ".lock"):
         with pytest.raises(TicketlabError, match="another process"):
             run_experiment(experiment, dataset=dataset)
+
+
+def _rows_without(rows, *fields):
+    return [{k: v for k, v in vars(r).items() if k not in fields} for r in rows]
+
+
+def test_runs_differing_only_in_pruning_share_the_dense_level(tmp_path):
+    short = {"training": BASE["training"], "pruning": {"levels": 1}, "rewind": {"iteration": 10}}
+    donor, dataset, store = run(tmp_path, short)
+    variant_spec = short | {"pruning": {"levels": 1, "criterion": "movement"}, "ticket": {"mask0": "freeze_init"}}
+    reported = []
+    variant, _, _ = run(tmp_path, variant_spec, report=reported.append)
+    assert [(r.level, r.seconds) for r in reported] == [(0, 0.0), (1, reported[1].seconds)]  # level 0 not trained
+    dense = [r for r in store.levels(variant.run_id) if r.level == 0]
+    assert _rows_without(dense, "run_id", "seconds", "finished") == _rows_without(
+        [r for r in store.levels(donor.run_id) if r.level == 0], "run_id", "seconds", "finished")
+    assert store.metrics(variant.run_id, 0, "imp", 0) == store.metrics(donor.run_id, 0, "imp", 0)
+    for name in ("init", "rewind", "imp/level_0/final"):
+        ours = load_tensors(tmp_path / variant.run_id / "seed_0" / f"{name}.safetensors")
+        theirs = load_tensors(tmp_path / donor.run_id / "seed_0" / f"{name}.safetensors")
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+    # the adopted level gives the same run as training it: the same spec in a store of its own
+    alone, _, alone_store = run(tmp_path / "alone", variant_spec)
+    assert alone.run_id == variant.run_id
+    assert _rows_without(alone_store.levels(alone.run_id), "seconds", "finished") == _rows_without(
+        store.levels(variant.run_id), "seconds", "finished")
+
+
+def test_a_run_with_another_schedule_does_not_share_the_dense_level(tmp_path):
+    run(tmp_path, {"training": BASE["training"], "pruning": {"levels": 1}})
+    reported = []
+    other = {"training": BASE["training"] | {"lr": 0.01}, "pruning": {"levels": 1, "criterion": "movement"}}
+    run(tmp_path, other, report=reported.append)
+    assert reported[0].level == 0 and reported[0].seconds > 0

@@ -18,6 +18,7 @@ ticket's per-layer densities, rewound weights).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,11 @@ from ticketlab.training import Progress, TrainResult, WeightConstraints, train
 MAIN = "imp"
 
 LevelReport = Callable[[LevelRow], None]
+
+
+def dense_identity(identity: dict) -> dict:
+    """The part of a run's identity that determines its dense level 0."""
+    return {section: value for section, value in identity.items() if section not in ("pruning", "ticket")}
 
 
 @dataclass
@@ -175,9 +181,52 @@ class Replicate:
         return {name: action(keep, w_i[name], w_f[name]) for name, keep in mask.items()}
 
     def ensure(self, branch: str, level: int) -> dict[str, torch.Tensor]:
-        """The level's trained weights, running the level if it is not finished."""
+        """The level's trained weights, running the level if it is not finished (the dense
+        level is first looked for in the runs that share it)."""
         weights = self.finished(branch, level)
+        if weights is None and branch == MAIN and level == 0:
+            weights = self.adopt_dense_level()
         return weights if weights is not None else self.run_level(branch, level)
+
+    def adopt_dense_level(self) -> dict[str, torch.Tensor] | None:
+        """Level 0 trained by another run of the store that differs only in pruning and ticket
+        settings (the same data, model, schedule, rewind point and seed), copied into this run
+        with its metrics; None if there is none.
+
+        Level 0 trains the dense network, which those settings cannot touch, so a sweep of
+        criteria or actions trains it once. The copy is taken only if the donor's files verify
+        and its initial weights equal this seed's draw. Its row records 0 s of training: this
+        run spent none.
+        """
+        shared = dense_identity(self.spec.identity())
+        fresh_init = self.new_model(self.seed).state_dict()
+        for run_id, spec, _ in self.store.runs():
+            if run_id == self.run_id or dense_identity(spec.get("identity", {})) != shared:
+                continue
+            row = self.store.level(run_id, self.seed, MAIN, 0)
+            donor = self.store.runs_dir / run_id / f"seed_{self.seed}"
+            names = ["init.safetensors", f"{MAIN}/level_0/mask.safetensors", f"{MAIN}/level_0/final.safetensors"]
+            if self.spec.rewind.iteration > 0:
+                names.append("rewind.safetensors")
+            files = {name: self.load(donor / name) for name in names} if row is not None else {}
+            if not files or any(tensors is None for tensors in files.values()):
+                continue
+            if any(not torch.equal(files["init.safetensors"][k], v) for k, v in fresh_init.items()):
+                continue
+            for name in ("init.safetensors", "rewind.safetensors"):
+                if name in files and self.load(self.root / name) is None:
+                    self.save(self.root / name, files[name])
+            directory = self.level_dir(MAIN, 0)
+            artifacts = {
+                self._rel(directory / name): self.save(directory / name, files[f"{MAIN}/level_0/{name}"], record=False)
+                for name in ("mask.safetensors", "final.safetensors")
+            }
+            copied = dataclasses.replace(row, run_id=self.run_id, seconds=0.0)
+            self.store.record_level(copied, self.store.metrics(run_id, self.seed, MAIN, 0), artifacts)
+            if self.report is not None:
+                self.report(self.store.level(self.run_id, self.seed, MAIN, 0))
+            return files[f"{MAIN}/level_0/final.safetensors"]
+        return None
 
     def run_level(self, branch: str, level: int) -> dict[str, torch.Tensor]:
         mask = self.mask(branch, level)
