@@ -17,7 +17,9 @@ Resumable: re-running continues where it stopped. The variants the findings comp
 first, so a partial run already answers them. The standard ticket (large_final, rewind,
 zero) is one run shared by the three studies. Inputs are scaled to [0, 1] as in the
 paper's reference code (benchmarks/lenet_imp.py uses mean/std normalisation instead).
-A smoke run on other run ids: --iterations 200 --levels 3 (the findings need the full schedule).
+`--only criteria:snip,...` trains just those variants (runs are deterministic, so a sweep
+split over machines or sessions gives the numbers one sweep would). A smoke run on other run
+ids: --iterations 200 --levels 3 (the findings need the full schedule).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from pathlib import Path
 
 import torch
 
+from ticketlab.errors import TicketlabError
 from ticketlab.experiments import print_level, spec_from_dict
-from ticketlab.experiments.deconstruct import DEFAULT_DENSITIES, StudyTable, plan, run_sweep, study_table
+from ticketlab.experiments.deconstruct import DEFAULT_DENSITIES, StudyTable, Sweep, plan, run_sweep, study_table
 from ticketlab.plots.deconstruct import plot_study
 from ticketlab.store import ResultsStore
 from ticketlab.store.report import export_csv
@@ -103,6 +106,15 @@ def findings(tables: dict[str, StudyTable]) -> list[tuple[str, str]]:
     return checks
 
 
+def variant_pairs(text: str) -> list[tuple[str, str]]:
+    """'criteria:snip,mask1:reinit' -> [('criteria', 'snip'), ('mask1', 'reinit')]."""
+    pairs = [tuple(item.strip().split(":", 1)) for item in text.split(",") if item.strip()]
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected STUDY:VARIANT pairs separated by commas, "
+                                         f"studies {', '.join(STUDIES)}")
+    return pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
@@ -113,6 +125,10 @@ def main() -> None:
     parser.add_argument("--out", help="also write the report, every level as CSV, and the figures here")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: tables, findings and figures from what the store holds now")
+    parser.add_argument("--only", type=variant_pairs,
+                        default=[], metavar="STUDY:VARIANT,...",
+                        help="train only these variants (e.g. criteria:snip,mask1:reinit); the report "
+                             "still covers every variant the store holds")
     args = parser.parse_args()
     spec = {**SPEC, "training": dict(SPEC["training"]), "pruning": dict(SPEC["pruning"])}
     if args.iterations:
@@ -130,8 +146,15 @@ def main() -> None:
         runs.append(f"  {experiment.run_id}  {', '.join(names)}")
     print("\n".join(runs), flush=True)
     if not args.report_only:
-        run_sweep(sweep, jobs=args.jobs, dataset=dataset, report=print_level,
-                  announce=lambda e: print(f"\nrun {e.run_id}", flush=True), first=FINDINGS_FIRST)
+        try:
+            sweep.experiments(args.only)  # an unknown study:variant is refused before any training
+        except TicketlabError as error:
+            parser.error(str(error))
+        chosen = Sweep(sweep.standard, tuple(v for v in sweep.variants if (v.study, v.name) in args.only)) \
+            if args.only else sweep
+        first = [pair for pair in FINDINGS_FIRST if not args.only or pair in args.only]
+        run_sweep(chosen, jobs=args.jobs, dataset=dataset, report=print_level,
+                  announce=lambda e: print(f"\nrun {e.run_id}", flush=True), first=first)
     wall = time.perf_counter() - started
 
     store = ResultsStore(args.runs_dir)

@@ -84,6 +84,8 @@ def test_study_tables_and_figures_read_the_store(swept, tmp_path):
     assert table.at("rewind", 0.6) is table.rows["rewind"][1]
     text = table.markdown()
     assert text.splitlines()[0].startswith("| mask1 | 80.") and "| constant_same_sign |" in text
+    empty = study_table(store, "mask1", {"rewind": "0" * 12})
+    assert empty.columns == () and empty.markdown() == "(mask1: no level has finished yet)"
     written = plot_study(store, sweep.title("mask1"), sweep.runs("mask1"), tmp_path / "mask1", formats=("png",))
     assert [p.name for p in written] == ["mask1.png"] and written[0].stat().st_size > 0
 

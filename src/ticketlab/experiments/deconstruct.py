@@ -67,7 +67,10 @@ class Sweep:
         named = {(v.study, v.name): v.experiment for v in self.variants}
         missing = [pair for pair in first if pair not in named]
         if missing:
-            raise TicketlabError(f"no variant {missing[0][1]!r} in study {missing[0][0]!r} of this sweep")
+            study, name = missing[0]
+            valid = [v.name for v in self.variants if v.study == study]
+            raise TicketlabError(f"no variant {name!r} in study {study!r} of this sweep; "
+                                 + (f"valid: {', '.join(valid)}" if valid else f"studies: {', '.join(self.studies())}"))
         ordered = [named[pair] for pair in first] + [v.experiment for v in self.variants]
         return list({e.run_id: e for e in ordered}.values())
 
@@ -159,6 +162,8 @@ class StudyTable:
     def markdown(self) -> str:
         """Rows = variants, columns = % of weights remaining, cells = mean test accuracy at
         early stop over seeds."""
+        if not self.columns:
+            return f"({self.study}: no level has finished yet)"
         lines = [
             f"| {self.study} | " + " | ".join(f"{density:.1%}" for _, density in self.columns) + " |",
             "|---|" + "---|" * len(self.columns),
