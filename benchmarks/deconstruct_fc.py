@@ -17,9 +17,10 @@ Resumable: re-running continues where it stopped. The variants the findings comp
 first, so a partial run already answers them. The standard ticket (large_final, rewind,
 zero) is one run shared by the three studies. Inputs are scaled to [0, 1] as in the
 paper's reference code (benchmarks/lenet_imp.py uses mean/std normalisation instead).
-`--only criteria:snip,...` trains just those variants (runs are deterministic, so a sweep
-split over machines or sessions gives the numbers one sweep would). A smoke run on other run
-ids: --iterations 200 --levels 3 (the findings need the full schedule).
+`--only criteria:snip,...` trains just those variants, e.g. to finish a sweep in parts (a run
+repeats its numbers on the same machine and torch build; another CPU's floating-point
+rounding can move them by about seed-to-seed amounts). A smoke run on other run ids:
+--iterations 200 --levels 3 (the findings need the full schedule).
 """
 
 from __future__ import annotations
