@@ -17,7 +17,7 @@ Resumable: re-running continues where it stopped. The variants the findings comp
 first, so a partial run already answers them. The standard ticket (large_final, rewind,
 zero) is one run shared by the three studies. Inputs are scaled to [0, 1] as in the
 paper's reference code (benchmarks/lenet_imp.py uses mean/std normalisation instead).
-`--only criteria:snip,...` trains just those variants, e.g. to finish a sweep in parts (a run
+`--only criteria:snip,...` trains just those variants, in that order, e.g. to finish a sweep in parts (a run
 repeats its numbers on the same machine and torch build; another CPU's floating-point
 rounding can move them by about seed-to-seed amounts). A smoke run on other run ids:
 --iterations 200 --levels 3 (the findings need the full schedule).
@@ -128,7 +128,7 @@ def main() -> None:
                         help="train nothing: tables, findings and figures from what the store holds now")
     parser.add_argument("--only", type=variant_pairs,
                         default=[], metavar="STUDY:VARIANT,...",
-                        help="train only these variants (e.g. criteria:snip,mask1:reinit); the report "
+                        help="train only these variants, in this order (e.g. criteria:snip,mask1:reinit); the report "
                              "still covers every variant the store holds")
     args = parser.parse_args()
     spec = {**SPEC, "training": dict(SPEC["training"]), "pruning": dict(SPEC["pruning"])}
@@ -153,7 +153,7 @@ def main() -> None:
             parser.error(str(error))
         chosen = Sweep(sweep.standard, tuple(v for v in sweep.variants if (v.study, v.name) in args.only)) \
             if args.only else sweep
-        first = [pair for pair in FINDINGS_FIRST if not args.only or pair in args.only]
+        first = args.only or FINDINGS_FIRST
         run_sweep(chosen, jobs=args.jobs, dataset=dataset, report=print_level,
                   announce=lambda e: print(f"\nrun {e.run_id}", flush=True), first=first)
     wall = time.perf_counter() - started
