@@ -35,7 +35,7 @@ import torch
 
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments import print_level, spec_from_dict
-from ticketlab.experiments.deconstruct import DEFAULT_DENSITIES, StudyTable, Sweep, plan, run_sweep, study_table
+from ticketlab.experiments.deconstruct import DEFAULT_DENSITIES, StudyTable, plan, run_sweep, study_table
 from ticketlab.plots.deconstruct import plot_study
 from ticketlab.store import ResultsStore
 from ticketlab.store.report import export_csv
@@ -147,12 +147,10 @@ def main() -> None:
         runs.append(f"  {experiment.run_id}  {', '.join(names)}")
     print("\n".join(runs), flush=True)
     if not args.report_only:
-        try:
-            sweep.experiments(args.only)  # an unknown study:variant is refused before any training
+        try:  # an unknown study:variant is refused before any training
+            chosen = sweep.subset(args.only) if args.only else sweep
         except TicketlabError as error:
             parser.error(str(error))
-        chosen = Sweep(sweep.standard, tuple(v for v in sweep.variants if (v.study, v.name) in args.only)) \
-            if args.only else sweep
         first = args.only or FINDINGS_FIRST
         run_sweep(chosen, jobs=args.jobs, dataset=dataset, report=print_level,
                   announce=lambda e: print(f"\nrun {e.run_id}", flush=True), first=first)

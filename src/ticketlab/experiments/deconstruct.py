@@ -74,6 +74,11 @@ class Sweep:
         ordered = [named[pair] for pair in first] + [v.experiment for v in self.variants]
         return list({e.run_id: e for e in ordered}.values())
 
+    def subset(self, pairs: Sequence[tuple[str, str]]) -> "Sweep":
+        """The sweep of just these (study, variant) pairs; unknown ones are refused."""
+        self.experiments(pairs)
+        return Sweep(self.standard, tuple(v for v in self.variants if (v.study, v.name) in pairs))
+
     def studies(self) -> list[str]:
         return list(dict.fromkeys(v.study for v in self.variants))
 
