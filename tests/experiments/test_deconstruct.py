@@ -12,7 +12,7 @@ from ticketlab.experiments.deconstruct import plan, run_sweep, study_choices, st
 from ticketlab.experiments.pruning import one_shot_mask
 from ticketlab.masks import Mask
 from ticketlab.models import build_model, glorot_std
-from ticketlab.plots.deconstruct import plot_study
+from ticketlab.plots.deconstruct import plot_study, zoom_limits
 from ticketlab.store import ResultsStore, load_tensors
 
 BASE = {"training": {"iterations": 30, "eval_every": 10, "batch_size": 32}, "pruning": {"levels": 2}}
@@ -88,6 +88,13 @@ def test_study_tables_and_figures_read_the_store(swept, tmp_path):
     assert empty.columns == () and empty.markdown() == "(mask1: no level has finished yet)"
     written = plot_study(store, sweep.title("mask1"), sweep.runs("mask1"), tmp_path / "mask1", formats=("png",))
     assert [p.name for p in written] == ["mask1.png"] and written[0].stat().st_size > 0
+
+
+def test_a_collapsed_curve_gets_a_zoomed_panel_on_the_top_points():
+    # small_final at chance (11.35%) would squash 98.0 and 97.5 into one line: zoom on 92-98.6
+    assert zoom_limits([98.0, 97.5, 11.35]) == pytest.approx((92.0, 98.6))
+    assert zoom_limits([98.0, 97.0, 93.0]) is None  # a 5-point spread reads fine unzoomed
+    assert zoom_limits([]) is None
 
 
 def test_mask1_and_mask0_actions_shape_the_levels(swept):
