@@ -9,6 +9,9 @@ with the random re-initialisation baseline. Prints the level table and checks:
 
     python benchmarks/lenet_imp.py --data-dir ../shared/data --runs-dir runs/bench --jobs 2
 
+`--normalization unit` scales pixels to [0, 1] as Zhou et al.'s reference code does, instead
+of the default mean/std standardisation (a different run id, so both can share a store).
+
 Resumable: re-running continues a killed run.
 """
 
@@ -44,9 +47,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--runs-dir", default="runs/bench")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--normalization", choices=("standard", "unit"), default="standard",
+                        help="inputs standardised by MNIST's mean/std (default) or scaled to [0, 1]")
     args = parser.parse_args()
     started = time.perf_counter()
-    experiment, _ = prepare(spec_from_dict(SPEC), args.runs_dir, args.data_dir)
+    spec = {**SPEC, "data": {**SPEC["data"], "normalization": args.normalization}}
+    experiment, _ = prepare(spec_from_dict(spec), args.runs_dir, args.data_dir)
     print(f"run {experiment.run_id}; spec: {experiment.run_dir / 'spec.toml'}", flush=True)
     run_experiment(experiment, jobs=args.jobs, report=print_level)
     wall = time.perf_counter() - started
