@@ -23,6 +23,7 @@ hand-written loop with `torch.set_flush_denormal(True)`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import time
 
@@ -33,6 +34,7 @@ from ticketlab.data import BatchIterator, load_dataset
 from ticketlab.masks import Mask
 from ticketlab.models import build_model
 from ticketlab.training import TrainSpec, WeightConstraints, make_optimizer, train
+from ticketlab.training.loop import denormals_flushed
 
 BATCH, LR, SEED = 60, 1.2e-3, 0
 
@@ -45,12 +47,8 @@ def random_mask(model, density: float) -> Mask | None:
 
 
 def plain_epochs(dataset, density: float, epochs: int, flush: bool = False) -> float:
-    was_flushing = torch.tensor(1e-40).item() == 0.0
-    torch.set_flush_denormal(flush)
-    try:
+    with denormals_flushed() if flush else contextlib.nullcontext():
         return _plain_epochs(dataset, density, epochs)
-    finally:
-        torch.set_flush_denormal(was_flushing)
 
 
 def _plain_epochs(dataset, density: float, epochs: int) -> float:
