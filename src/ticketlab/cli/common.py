@@ -22,3 +22,8 @@ def add_runs_dir(parser: argparse.ArgumentParser) -> None:
         default=Path(os.environ.get("TICKETLAB_RUNS_DIR", "runs")),
         help="where runs and the results database live (default: $TICKETLAB_RUNS_DIR, else ./runs)",
     )
+
+
+def csv_list(kind):
+    """An argparse type: a comma-separated list of `kind` values."""
+    return lambda text: [kind(part) for part in text.split(",") if part]

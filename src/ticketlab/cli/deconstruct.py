@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir
-from ticketlab.cli.imp import _csv, add_spec_arguments, spec_from_args
+from ticketlab.cli.common import add_data_dir, add_runs_dir, csv_list
+from ticketlab.cli.imp import add_spec_arguments, spec_from_args
 
 
 def _cmd_deconstruct(args: argparse.Namespace) -> int:
@@ -61,12 +61,12 @@ def add_commands(commands) -> None:
     )
     add_spec_arguments(parser)
     group = parser.add_argument_group("studies")
-    group.add_argument("--studies", type=_csv(str), default=["criteria", "mask1", "mask0"],
+    group.add_argument("--studies", type=csv_list(str), default=["criteria", "mask1", "mask0"],
                        help="which studies to run, comma-separated")
-    group.add_argument("--criteria", type=_csv(str), help="criteria to compare (default: all registered)")
-    group.add_argument("--mask1", type=_csv(str), help="mask-1 actions to compare (default: all)")
-    group.add_argument("--mask0", type=_csv(str), help="mask-0 actions to compare (default: all)")
-    group.add_argument("--densities", type=_csv(float), default=[0.5, 0.2, 0.05, 0.02],
+    group.add_argument("--criteria", type=csv_list(str), help="criteria to compare (default: all registered)")
+    group.add_argument("--mask1", type=csv_list(str), help="mask-1 actions to compare (default: all)")
+    group.add_argument("--mask0", type=csv_list(str), help="mask-0 actions to compare (default: all)")
+    group.add_argument("--densities", type=csv_list(float), default=[0.5, 0.2, 0.05, 0.02],
                        help="table columns: the levels closest to these fractions of weights remaining")
     group.add_argument("--report", action="store_true",
                        help="train nothing: print the tables and draw the figures from what the store "

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir
+from ticketlab.cli.common import add_data_dir, add_runs_dir, csv_list
 
 # flag -> (spec section, key); the flag's value overrides the spec file's.
 OVERRIDES = {
@@ -21,10 +21,6 @@ OVERRIDES = {
     "target_density": ("pruning", "target_density"), "global_rate": ("pruning", "global_rate"),
     "rewind_iteration": ("rewind", "iteration"), "rewind_epochs": ("rewind", "epochs"),
 }
-
-
-def _csv(kind):
-    return lambda text: [kind(part) for part in text.split(",") if part]
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -77,53 +73,6 @@ def _cmd_imp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_runs(args: argparse.Namespace) -> int:
-    from ticketlab.store import ResultsStore
-
-    store = ResultsStore(args.runs_dir)
-    runs = store.runs()
-    if not runs:
-        print(f"no runs in {args.runs_dir}")
-        return 0
-    print(f"{'run':<13} {'created':<17} {'model':<14} {'data':<14} {'criterion':<12} levels  seeds  done")
-    for run_id, spec, created in runs:
-        done = len({(r.seed, r.level) for r in store.levels(run_id) if r.branch == "imp"})
-        levels = spec["pruning"]["levels"]
-        planned = (levels + 1) * len(spec["seeds"])
-        print(f"{run_id:<13} {time.strftime('%Y-%m-%d %H:%M', time.localtime(created)):<17} "
-              f"{spec['model']['name']:<14} {spec['data']['name']:<14} {spec['pruning']['criterion']:<12} "
-              f"{levels:>6} {len(spec['seeds']):>6}  {done}/{planned}")
-    return 0
-
-
-def _cmd_show(args: argparse.Namespace) -> int:
-    from ticketlab.store import ResultsStore
-    from ticketlab.store.report import export_csv, level_table, resolve_run, summarise
-
-    store = ResultsStore(args.runs_dir)
-    run_id = resolve_run(store, args.run_id)
-    rows = store.levels(run_id)
-    print(f"run {run_id} ({args.runs_dir / run_id / 'spec.toml'})\n")
-    print(level_table(summarise(rows)) if rows else "no finished levels yet")
-    if args.csv:
-        export_csv(rows, args.csv)
-        print(f"\nwrote {args.csv}")
-    return 0
-
-
-def _cmd_plot(args: argparse.Namespace) -> int:
-    from ticketlab.plots import plot_runs
-    from ticketlab.store import ResultsStore
-    from ticketlab.store.report import resolve_run
-
-    store = ResultsStore(args.runs_dir)
-    run_ids = [resolve_run(store, run) for run in args.runs]
-    out = args.out or (args.runs_dir / run_ids[0] / "lth")
-    for path in plot_runs(store, run_ids, Path(out), formats=args.formats):
-        print(path)
-    return 0
-
-
 def add_spec_arguments(parser: argparse.ArgumentParser):
     """The spec file, the flags that override its fields, seeds and parallelism (shared with
     `deconstruct`); returns the "replicates and execution" group for further flags."""
@@ -149,11 +98,11 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--target-density", type=float, help="prune until this fraction of weights remains")
     group.add_argument("--one-shot", action="store_true", help="prune straight to --target-density in one level")
     group.add_argument("--global-rate", type=float, help="fraction of remaining weights pruned per level (global)")
-    group.add_argument("--exclude", type=_csv(str), help="layers global pruning leaves alone, comma-separated")
+    group.add_argument("--exclude", type=csv_list(str), help="layers global pruning leaves alone, comma-separated")
     group.add_argument("--rewind-iteration", type=int, help="rewind survivors to this iteration (0: initial weights)")
     group.add_argument("--rewind-epochs", type=float, help="the rewind point in epochs instead")
     group = parser.add_argument_group("replicates and execution")
-    group.add_argument("--seeds", type=_csv(int), help="comma-separated replicate seeds, e.g. 0,1,2")
+    group.add_argument("--seeds", type=csv_list(int), help="comma-separated replicate seeds, e.g. 0,1,2")
     group.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
     group.add_argument("--threads", type=int, default=1,
                        help="torch threads when --jobs is 1: one is fastest for small networks and does not "
@@ -172,29 +121,7 @@ def add_commands(commands) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     group = add_spec_arguments(imp)
-    group.add_argument("--baselines", type=_csv(str), help="reinit and/or random_mask, comma-separated")
+    group.add_argument("--baselines", type=csv_list(str), help="reinit and/or random_mask, comma-separated")
     add_data_dir(imp)
     add_runs_dir(imp)
     imp.set_defaults(run=_cmd_imp)
-
-    runs = commands.add_parser("runs", help="list the runs in the results store",
-                               description="List the runs in the results store.")
-    add_runs_dir(runs)
-    runs.set_defaults(run=_cmd_runs)
-
-    show = commands.add_parser("show", help="print a run's level table",
-                               description="Print a run's level table: remaining weights, test accuracy at "
-                               "early stop, early-stop iteration and final accuracy, mean and spread over seeds.")
-    show.add_argument("run_id", metavar="RUN", help="run id (a unique prefix is enough)")
-    show.add_argument("--csv", type=Path, help="also export every level row to this CSV file")
-    add_runs_dir(show)
-    show.set_defaults(run=_cmd_show)
-
-    plot = commands.add_parser("plot", help="draw the LTH figures for one or more runs",
-                               description="Draw test accuracy at early stop and early-stop iteration vs "
-                               "percent of weights remaining, from the store.")
-    plot.add_argument("runs", nargs="+", help="run ids (unique prefixes)")
-    plot.add_argument("--out", type=Path, help="output file stem (default: <runs-dir>/<run>/lth)")
-    plot.add_argument("--formats", type=_csv(str), default=["png", "svg"], help="comma-separated")
-    add_runs_dir(plot)
-    plot.set_defaults(run=_cmd_plot)

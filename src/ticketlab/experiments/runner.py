@@ -7,6 +7,7 @@ one process using every core.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -67,8 +68,9 @@ def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | N
 def _register(experiment: Experiment, store: ResultsStore) -> None:
     spec = experiment.spec
     experiment.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(experiment.run_dir / "spec.toml", spec.to_toml().encode())
-    store.add_run(experiment.run_id, spec.to_dict() | {"identity": spec.identity()}, ticketlab.__version__)
+    stored = store.add_run(experiment.run_id, spec.to_dict() | {"identity": spec.identity()}, ticketlab.__version__)
+    held = dataclasses.replace(spec, seeds=tuple(stored["seeds"]), baselines=tuple(stored["baselines"]))
+    atomic_write_bytes(experiment.run_dir / "spec.toml", held.to_toml().encode())
 
 
 def run_experiment(

@@ -2,7 +2,9 @@
 
 Rows: runs (id, resolved spec, code version), levels (one per run x seed x branch x level,
 with density and early-stop results), metrics ((run, seed, branch, level, step, name,
-value) over training) and artifacts (files the rows point to, with their SHA-256). Every
+value) over training), sweeps and the runs of each (with the grid point that made it),
+cells (one result of a paper table, keyed by study and cell id) and artifacts (files the
+rows point to, with their SHA-256). Every
 write is one short transaction, so several processes can write different runs at once.
 """
 
@@ -48,6 +50,26 @@ CREATE TABLE IF NOT EXISTS metrics (
     name TEXT NOT NULL,
     value REAL,
     PRIMARY KEY (run_id, seed, branch, level, step, name)
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweep_runs (
+    sweep_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    point TEXT NOT NULL,
+    PRIMARY KEY (sweep_id, run_id)
+);
+CREATE TABLE IF NOT EXISTS cells (
+    study TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    config TEXT NOT NULL,
+    result TEXT NOT NULL,
+    code_version TEXT NOT NULL,
+    finished REAL NOT NULL,
+    PRIMARY KEY (study, cell_id)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
     path TEXT PRIMARY KEY,
@@ -100,12 +122,22 @@ class ResultsStore:
             return db.execute(sql, args).fetchall()
 
     # ---- runs
-    def add_run(self, run_id: str, spec: dict, code_version: str) -> None:
+    def add_run(self, run_id: str, spec: dict, code_version: str) -> dict:
+        """Record a run, or add this command's seeds and baselines to the stored one (seeds and
+        baselines are not part of a run's identity: a later command with others joins the run).
+        Returns the stored spec, which lists every seed and baseline the run holds."""
         with self._transaction() as db:
+            rows = db.execute("SELECT spec FROM runs WHERE run_id = ?", (run_id,)).fetchall()
+            if rows:
+                stored = json.loads(rows[0][0])
+                for key in ("seeds", "baselines"):
+                    stored[key] = list(dict.fromkeys([*stored.get(key, []), *spec.get(key, [])]))
+                spec = stored
             db.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?)",
-                (run_id, json.dumps(spec, sort_keys=True), code_version, time.time()),
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, COALESCE((SELECT created FROM runs WHERE run_id = ?), ?))",
+                (run_id, json.dumps(spec, sort_keys=True), code_version, run_id, time.time()),
             )
+        return spec
 
     def run_spec(self, run_id: str) -> dict | None:
         rows = self._query("SELECT spec FROM runs WHERE run_id = ?", (run_id,))
@@ -168,3 +200,39 @@ class ResultsStore:
     def artifact_sha(self, path: str) -> str | None:
         rows = self._query("SELECT sha256 FROM artifacts WHERE path = ?", (path,))
         return rows[0][0] if rows else None
+
+    # ---- sweeps
+    def add_sweep(self, sweep_id: str, spec: dict, runs: dict[str, dict]) -> None:
+        """Record a sweep and its runs ({run id: the grid point that made it})."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO sweeps VALUES (?, ?, ?)",
+                       (sweep_id, json.dumps(spec, sort_keys=True), time.time()))
+            db.executemany("INSERT OR REPLACE INTO sweep_runs VALUES (?, ?, ?)",
+                           [(sweep_id, run_id, json.dumps(point, sort_keys=True)) for run_id, point in runs.items()])
+
+    def sweeps(self) -> list[tuple[str, dict, float]]:
+        rows = self._query("SELECT sweep_id, spec, created FROM sweeps ORDER BY created")
+        return [(sweep_id, json.loads(spec), created) for sweep_id, spec, created in rows]
+
+    def sweep_runs(self, sweep_id: str) -> dict[str, dict]:
+        """{run id: grid point} of one sweep, in the order they were recorded."""
+        rows = self._query("SELECT run_id, point FROM sweep_runs WHERE sweep_id = ? ORDER BY rowid", (sweep_id,))
+        return {run_id: json.loads(point) for run_id, point in rows}
+
+    def run_sweeps(self, run_id: str) -> list[str]:
+        return [r[0] for r in self._query("SELECT sweep_id FROM sweep_runs WHERE run_id = ?", (run_id,))]
+
+    # ---- cells (one result of a paper table)
+    def record_cell(self, study: str, cell_id: str, config: dict, result: dict, code_version: str,
+                    artifacts: dict[str, tuple[str, int]]) -> None:
+        with self._transaction() as db:
+            for path, (sha, size) in artifacts.items():
+                db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)", (path, study, sha, size))
+            db.execute("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?)",
+                       (study, cell_id, json.dumps(config, sort_keys=True), json.dumps(result), code_version,
+                        time.time()))
+
+    def cell(self, study: str, cell_id: str) -> tuple[dict, dict] | None:
+        """(config, result) of a recorded cell, or None."""
+        rows = self._query("SELECT config, result FROM cells WHERE study = ? AND cell_id = ?", (study, cell_id))
+        return (json.loads(rows[0][0]), json.loads(rows[0][1])) if rows else None
