@@ -152,8 +152,7 @@ def main() -> None:
         except TicketlabError as error:
             parser.error(str(error))
         first = args.only or FINDINGS_FIRST
-        run_sweep(chosen, jobs=args.jobs, dataset=dataset, report=print_level,
-                  announce=lambda e: print(f"\nrun {e.run_id}", flush=True), first=first)
+        run_sweep(chosen, jobs=args.jobs, dataset=dataset, report=print_level, first=first)
     wall = time.perf_counter() - started
 
     store = ResultsStore(args.runs_dir)

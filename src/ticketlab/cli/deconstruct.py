@@ -27,16 +27,10 @@ def _cmd_deconstruct(args: argparse.Namespace) -> int:
     experiments = sweep.experiments()
     print(f"{len(sweep.variants)} variants in {len(experiments)} distinct runs; standard ticket: run "
           f"{sweep.standard.run_id}; seeds {list(sweep.standard.spec.seeds)}", flush=True)
-    labels = {e.run_id: [f"{v.study}:{v.name}" for v in sweep.variants if v.experiment.run_id == e.run_id]
-              for e in experiments}
-
-    def announce(experiment) -> None:
-        print(f"\nrun {experiment.run_id} ({', '.join(labels[experiment.run_id])})", flush=True)
-
     started = time.perf_counter()
     if not args.report:
-        run_sweep(sweep, jobs=args.jobs, dataset=dataset, report=print_level,
-                  show_progress=sys.stderr.isatty(), announce=announce)
+        run_sweep(sweep, jobs=args.jobs, executor=args.executor, address=args.address, dataset=dataset,
+                  report=print_level, show_progress=sys.stderr.isatty())
     store = ResultsStore(args.runs_dir)
     out = args.out or sweep.figure_dir
     for study in sweep.studies():

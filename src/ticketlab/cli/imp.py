@@ -63,8 +63,8 @@ def _cmd_imp(args: argparse.Namespace) -> int:
           + (f", baselines {list(resolved.baselines)}" if resolved.baselines else ""))
     print(f"resolved spec: {experiment.run_dir / 'spec.toml'}", flush=True)
     started = time.perf_counter()
-    run_experiment(experiment, jobs=args.jobs, dataset=dataset, report=print_level,
-                   show_progress=sys.stderr.isatty())
+    run_experiment(experiment, jobs=args.jobs, executor=args.executor, address=args.address, dataset=dataset,
+                   report=print_level, show_progress=sys.stderr.isatty())
     store = ResultsStore(args.runs_dir)
     print(f"\n{level_table(summarise(store.levels(experiment.run_id)))}\n")
     written = plot_runs(store, [experiment.run_id], experiment.run_dir / "lth")
@@ -104,6 +104,11 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group = parser.add_argument_group("replicates and execution")
     group.add_argument("--seeds", type=csv_list(int), help="comma-separated replicate seeds, e.g. 0,1,2")
     group.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
+    group.add_argument("--executor", default="local", metavar="NAME",
+                       help="where tasks run: local (processes on this machine) or ray (a Ray cluster; "
+                       "pip install 'ticketlab[ray]')")
+    group.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT (default: start a "
+                       "local one of --jobs CPUs)")
     group.add_argument("--threads", type=int, default=1,
                        help="torch threads when --jobs is 1: one is fastest for small networks and does not "
                        "collapse when other processes share the cores; use --jobs to use more cores")

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ticketlab.data import Dataset
 from ticketlab.errors import SpecError, TicketlabError
-from ticketlab.experiments.imp import MAIN, LevelReport
-from ticketlab.experiments.runner import Experiment, prepare, run_experiment, spec_with_overrides
+from ticketlab.experiments.branches import MAIN
+from ticketlab.experiments.imp import LevelReport
+from ticketlab.experiments.runner import Experiment, prepare, run_experiments, spec_with_overrides
 from ticketlab.experiments.spec import ExperimentSpec, PruningSpec
 from ticketlab.masks import CRITERIA
 from ticketlab.store import ResultsStore
@@ -123,26 +124,14 @@ def plan(base: ExperimentSpec, names: dict[str, list[str] | None], runs_dir: str
     return Sweep(standard, tuple(variants)), dataset
 
 
-def run_sweep(sweep: Sweep, *, jobs: int = 1, dataset: Dataset | None = None,
-              report: LevelReport | None = None, show_progress: bool = False,
-              announce: Callable[[Experiment], None] | None = None,
-              first: Sequence[tuple[str, str]] = ()) -> None:
-    """Run (or resume) each distinct experiment of `sweep` once, the (study, variant) pairs in
-    `first` before the others; `announce(experiment)` is called before each. Experiments the store records as finished are verified in this
-    process rather than by `jobs` fresh workers that would each load the data to skip them."""
-    store = ResultsStore(sweep.standard.runs_dir)
-    for experiment in sweep.experiments(first):
-        if announce is not None:
-            announce(experiment)
-        workers = 1 if recorded_as_finished(store, experiment) else jobs
-        run_experiment(experiment, jobs=workers, dataset=dataset, report=report, show_progress=show_progress)
-
-
-def recorded_as_finished(store: ResultsStore, experiment: Experiment) -> bool:
-    """Whether the store has a row for every level of every seed's tickets."""
-    spec = experiment.spec
-    done = {(row.seed, row.level) for row in store.levels(experiment.run_id) if row.branch == MAIN}
-    return done >= {(seed, level) for seed in spec.seeds for level in range(spec.pruning.levels + 1)}
+def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", address: str | None = None,
+              dataset: Dataset | None = None, report: LevelReport | None = None, show_progress: bool = False,
+              first: Sequence[tuple[str, str]] = ()) -> int:
+    """Run (or resume) each distinct experiment of `sweep` once, as one set of engine tasks:
+    the (study, variant) pairs in `first` are started before the others, and every variant's
+    dense level is the standard ticket's, trained once per seed. Returns how many tasks ran."""
+    return run_experiments(sweep.experiments(first), jobs=jobs, executor=executor, address=address,
+                           dataset=dataset, report=report, show_progress=show_progress)
 
 
 @dataclass(frozen=True)

@@ -1,43 +1,39 @@
 """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019; Frankle et al. 2019).
 
-A replicate runs level 0 (dense) and then, level by level: prune the previous level's
-trained weights with the criterion -> reset the survivors to the rewind point -> train.
-Every stage writes its outputs atomically and records them (with checksums) in the store;
-a stage whose recorded outputs exist and verify is skipped, so an interrupted run resumes
-where it stopped and ends with the same numbers as an uninterrupted one.
+A replicate (one seed of one run) trains level 0 (dense) and then, level by level: prune
+the previous level's trained weights with the criterion -> reset the survivors to the
+rewind point -> train. How each branch (the IMP line, the baselines) makes its masks and
+start values lives in `branches.py`; this module stores, verifies and trains. Every level
+writes its outputs atomically and records them (with checksums) in the store; a level whose
+recorded outputs exist and verify is skipped, so an interrupted run resumes where it stopped
+and ends with the same numbers as an uninterrupted one.
 
 Files of a run, under `<runs_dir>/<run_id>/seed_<s>/`:
   init.safetensors                 the initial weights
   rewind.safetensors               the dense run's weights at the rewind iteration (k > 0)
   <branch>/level_<n>/mask.safetensors
   <branch>/level_<n>/final.safetensors
-Branches: `imp` (the tickets), and the baselines `reinit` (the ticket's mask, survivors
-randomly re-initialised: Liu et al. 2019) and `random_mask` (a random mask with the
-ticket's per-layer densities, rewound weights).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from ticketlab.data import Dataset
-from ticketlab.experiments.pruning import gradients_at, next_mask, scores_for
-from ticketlab.experiments.seeds import derived_seed, generator
+from ticketlab.engine.lock import no_check
+from ticketlab.errors import TicketlabError
+from ticketlab.experiments.branches import BRANCHES, MAIN
 from ticketlab.experiments.spec import ExperimentSpec
-from ticketlab.masks import CRITERIA, Mask
-from ticketlab.masks.thresholding import keep_top
-from ticketlab.models import INIT_STDS, Network, build_model
+from ticketlab.masks import Mask
+from ticketlab.models import Network, build_model
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, save_tensors, sha256_file
-from ticketlab.tickets import MASK0_ACTIONS, MASK1_ACTIONS
 from ticketlab.training import Progress, TrainResult, WeightConstraints, train
-
-MAIN = "imp"
 
 LevelReport = Callable[[LevelRow], None]
 
@@ -49,7 +45,10 @@ def dense_identity(identity: dict) -> dict:
 
 @dataclass
 class Replicate:
-    """One seed of one run: knows its files, verifies them, and runs missing stages."""
+    """One seed of one run: its files, verified on load, and the levels of its branches.
+
+    `check` is called before every write (the engine's guard: it stops a worker whose driver
+    died); `report` receives each finished level's row."""
 
     spec: ExperimentSpec
     run_id: str
@@ -58,6 +57,7 @@ class Replicate:
     dataset: Dataset
     report: LevelReport | None = None
     show_progress: bool = False
+    check: Callable[[], None] = field(default=no_check)
 
     def __post_init__(self):
         self.root = self.store.runs_dir / self.run_id / f"seed_{self.seed}"
@@ -86,6 +86,7 @@ class Replicate:
         return load_tensors(path)
 
     def save(self, path: Path, tensors: dict[str, torch.Tensor], record: bool = True) -> tuple[str, int]:
+        self.check()
         sha = save_tensors(path, tensors, metadata={"run_id": self.run_id, "seed": str(self.seed)})
         if record:
             self.store.record_artifact(self._rel(path), self.run_id, sha, path.stat().st_size)
@@ -94,7 +95,7 @@ class Replicate:
     def level_dir(self, branch: str, level: int) -> Path:
         return self.root / branch / f"level_{level}"
 
-    # ---- stages
+    # ---- what levels start from
     def initial_weights(self) -> dict[str, torch.Tensor]:
         path = self.root / "init.safetensors"
         weights = self.load(path)
@@ -107,8 +108,8 @@ class Replicate:
         if self.spec.rewind.iteration == 0:
             return self.initial_weights()
         weights = self.load(self.root / "rewind.safetensors")
-        if weights is None:  # written by the dense level: run (or re-run) it
-            self.run_level(MAIN, 0)
+        if weights is None:  # written while the dense level trains: train it again
+            self.train_level(MAIN, 0)
             weights = self.load(self.root / "rewind.safetensors")
         return weights
 
@@ -121,77 +122,49 @@ class Replicate:
             return None
         return self.load(directory / "final.safetensors")
 
+    def trained(self, branch: str, level: int) -> dict[str, torch.Tensor]:
+        """A finished level's weights; levels are run in order, so a missing one is an error."""
+        weights = self.finished(branch, level)
+        if weights is None:
+            raise TicketlabError(f"run {self.run_id} seed {self.seed}: {branch} level {level} is not finished "
+                                 "(or its files no longer verify); run the command again to recompute it")
+        return weights
+
     def mask(self, branch: str, level: int) -> Mask:
-        """The mask a level trains under: dense at level 0, pruned from level-1 otherwise."""
+        """The mask a level trains under: stored and verified, else made by its branch and saved."""
         if level == 0:
             return Mask.ones(self.model)
         path = self.level_dir(branch, level) / "mask.safetensors"
         stored = self.load(path)
         if stored is not None:
             return Mask(stored)
-        if branch == MAIN:
-            mask = self._pruned_mask(level)
-        elif branch == "reinit":
-            mask = self.mask(MAIN, level)
-        else:
-            mask = self._random_mask_like(self.mask(MAIN, level), level)
+        mask = BRANCHES.get(branch).mask(self, level)
         self.save(path, dict(mask.items()))
         return mask
 
-    def _pruned_mask(self, level: int) -> Mask:
-        """Score the previous level's weights (w_i: its start values, w_f: its trained ones)."""
-        previous = self.mask(MAIN, level - 1)
-        final = self.ensure(MAIN, level - 1)
-        initial = self.start_weights(MAIN, level - 1)
-        grads = None
-        if CRITERIA.get(self.spec.pruning.criterion).needs_gradients:
-            grads = gradients_at(self.model, initial, previous, self.dataset, self.spec.training.batch_size,
-                                 derived_seed(self.seed, "gradients", level))
-        scores = scores_for(self.spec.pruning.criterion, initial, final, previous, grads)
-        return next_mask(self.spec, self.model, previous, scores, generator(self.seed, "prune", level))
-
-    def _random_mask_like(self, mask: Mask, level: int) -> Mask:
-        g = generator(self.seed, "random_mask", level)
-        return Mask({
-            name: keep_top(torch.rand(keep.shape, generator=g), torch.ones_like(keep), int(keep.sum()), g)
-            for name, keep in mask.items()
-        })
-
     def start_weights(self, branch: str, level: int) -> dict[str, torch.Tensor]:
         """The values a level trains from (before its held values are written in)."""
-        if level == 0:
-            return self.initial_weights()
-        if branch == "reinit":  # a fresh draw from the initialisation distribution
-            return dict(self.new_model(derived_seed(self.seed, "reinit", level)).state_dict())
-        start = dict(self.rewind_weights())
-        if branch == MAIN:
-            action = MASK1_ACTIONS.get(self.spec.ticket.mask1).apply
-            g = generator(self.seed, "mask1", level)
-            for name, keep in self.mask(MAIN, level).items():
-                std = INIT_STDS.get(self.model.init_scheme)(keep.shape)
-                start[name] = torch.where(keep, action(start[name], keep, std, g), start[name])
-        return start
+        return BRANCHES.get(branch).start_weights(self, level)
 
-    def held_values(self, branch: str, level: int, mask: Mask) -> dict[str, torch.Tensor] | None:
-        """What the pruned weights are held at: the mask-0 action on the previous level."""
-        if level == 0 or branch != MAIN or self.spec.ticket.mask0 == "zero":
-            return None
-        action = MASK0_ACTIONS.get(self.spec.ticket.mask0).apply
-        w_i, w_f = self.start_weights(MAIN, level - 1), self.ensure(MAIN, level - 1)
-        return {name: action(keep, w_i[name], w_f[name]) for name, keep in mask.items()}
+    # ---- running levels
+    def run_branch(self, branch: str) -> None:
+        """Every level of `branch` in order, skipping those finished (a flat loop: a level's
+        inputs are always the finished levels before it)."""
+        first = BRANCHES.get(branch).first_level
+        for level in range(first, self.spec.pruning.levels + 1):
+            if level == 0:
+                self.run_dense()
+            elif self.finished(branch, level) is None:
+                self.train_level(branch, level)
 
-    def ensure(self, branch: str, level: int) -> dict[str, torch.Tensor]:
-        """The level's trained weights, running the level if it is not finished (the dense
-        level is first looked for in the runs that share it)."""
-        weights = self.finished(branch, level)
-        if weights is None and branch == MAIN and level == 0:
-            weights = self.adopt_dense_level()
-        return weights if weights is not None else self.run_level(branch, level)
+    def run_dense(self) -> None:
+        """Level 0: finished already, copied from a run that shares it, or trained."""
+        if self.finished(MAIN, 0) is None and not self.adopt_dense_level():
+            self.train_level(MAIN, 0)
 
-    def adopt_dense_level(self) -> dict[str, torch.Tensor] | None:
-        """Level 0 trained by another run of the store that differs only in pruning and ticket
-        settings (the same data, model, schedule, rewind point and seed), copied into this run
-        with its metrics; None if there is none.
+    def adopt_dense_level(self) -> bool:
+        """Copy level 0 from another run of the store that differs only in pruning and ticket
+        settings (the same data, model, schedule, rewind point and seed), with its metrics.
 
         Level 0 trains the dense network, which those settings cannot touch, so a sweep of
         criteria or actions trains it once. The copy is taken only if the donor's files verify
@@ -222,16 +195,18 @@ class Replicate:
                 for name in ("mask.safetensors", "final.safetensors")
             }
             copied = dataclasses.replace(row, run_id=self.run_id, seconds=0.0)
+            self.check()
             self.store.record_level(copied, self.store.metrics(run_id, self.seed, MAIN, 0), artifacts)
             if self.report is not None:
                 self.report(self.store.level(self.run_id, self.seed, MAIN, 0))
-            return files[f"{MAIN}/level_0/final.safetensors"]
-        return None
+            return True
+        return False
 
-    def run_level(self, branch: str, level: int) -> dict[str, torch.Tensor]:
+    def train_level(self, branch: str, level: int) -> dict[str, torch.Tensor]:
+        kind = BRANCHES.get(branch)
         mask = self.mask(branch, level)
-        held = self.held_values(branch, level, mask)
-        self.model.load_state_dict(self.start_weights(branch, level))
+        held = kind.held_values(self, level, mask)
+        self.model.load_state_dict(kind.start_weights(self, level))
         schedule = self.spec.training.train_spec()
         k = self.spec.rewind.iteration
         callbacks = []
@@ -267,16 +242,7 @@ class Replicate:
             final_test_acc=last.test_acc, final_test_loss=last.test_loss, seconds=result.seconds,
         )
         metrics = [(e.step, name, value) for e in result.evaluations for name, value in e.metrics().items()]
+        self.check()
         self.store.record_level(row, metrics, artifacts)
         if self.report is not None:
             self.report(self.store.level(self.run_id, self.seed, branch, level))
-
-    # ---- whole branches
-    def run_imp(self) -> None:
-        for level in range(self.spec.pruning.levels + 1):
-            self.ensure(MAIN, level)
-
-    def run_baseline(self, branch: str) -> None:
-        for level in range(1, self.spec.pruning.levels + 1):
-            self.ensure(branch, level)
-

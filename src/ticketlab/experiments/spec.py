@@ -24,7 +24,6 @@ from ticketlab.training import TrainSpec
 STRATEGIES = ("layerwise", "global")
 FIRST_SECTIONS = ("data", "model", "training", "pruning", "rewind")
 SECTIONS = FIRST_SECTIONS + ("ticket",)
-BASELINES = ("reinit", "random_mask")
 
 # Frankle & Carbin (2019), Figure 2: optimizer, learning rate, batch 60, training iterations.
 PAPER_TRAINING: dict[str, dict] = {
@@ -316,9 +315,11 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
 
     MASK1_ACTIONS.get(spec.ticket.mask1)  # unknown names list the valid ones
     MASK0_ACTIONS.get(spec.ticket.mask0)
+    from ticketlab.experiments.branches import baseline_names
+
     for name in spec.baselines:
-        if name not in BASELINES:
-            raise SpecError(f"baselines: unknown baseline {name!r}; valid: {', '.join(BASELINES)}")
+        if name not in baseline_names():
+            raise SpecError(f"baselines: unknown baseline {name!r}; valid: {', '.join(baseline_names())}")
     if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"seeds must be a non-empty list of distinct integers, got {list(spec.seeds)}")
     return dataclasses.replace(spec, training=training, pruning=pruning, rewind=rewind)

@@ -1,0 +1,199 @@
+"""Executors: run a set of tasks in dependency order, skipping those already done.
+
+`local` runs tasks in the driver (jobs = 1) or in spawned one-thread worker processes;
+`ray` runs them as Ray tasks on a local or remote cluster (`pip install 'ticketlab[ray]'`).
+Either way the driver holds every task's lock for the whole run, a task starts once the
+tasks it needs are finished, and the results land in the same store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any, Callable, Sequence
+
+from ticketlab.engine.lock import LockGuard, held_locks, no_check
+from ticketlab.engine.task import Context, Task
+from ticketlab.engine.worker import init_worker
+from ticketlab.errors import TicketlabError
+from ticketlab.registry import Registry
+
+OnDone = Callable[[Task, Any], None]
+
+
+def print_event(event: Any) -> None:
+    """How a worker reports progress: one line on its standard output."""
+    print(event, flush=True)
+
+
+@dataclass
+class Graph:
+    """Tasks by key, the order they were given in, and which are finished."""
+
+    tasks: dict[str, Task]
+    finished: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, tasks: Sequence[Task]) -> "Graph":
+        graph = cls({})
+        for task in tasks:
+            graph.tasks.setdefault(task.key, task)
+        for task in graph.tasks.values():
+            missing = [need for need in task.needs if need not in graph.tasks]
+            if missing:
+                raise TicketlabError(f"task {task.key} needs {missing[0]}, which is not part of this run")
+        graph.finished = {key for key, task in graph.tasks.items() if task.done()}
+        return graph
+
+    def ready(self, started: set[str]) -> list[Task]:
+        """Tasks not started whose needs are finished, in the order given."""
+        return [task for key, task in self.tasks.items()
+                if key not in started and all(need in self.finished for need in task.needs)]
+
+
+def run_tasks(tasks: Sequence[Task], *, executor: str = "local", jobs: int = 1, address: str | None = None,
+              on_event: Callable[[Any], None] | None = None, on_done: OnDone | None = None,
+              worker_events: Callable[[Any], None] = print_event, show_progress: bool = False) -> int:
+    """Run (or resume) `tasks`; returns how many ran (the others were already done).
+
+    `on_event` receives the events of tasks run in the driver, `worker_events` (a module-level
+    function: it travels to the workers) those of tasks run elsewhere; `on_done(task, result)`
+    is called in the driver as each task finishes.
+    """
+    if jobs < 1:
+        raise TicketlabError(f"jobs must be at least 1, got {jobs}")
+    graph = Graph.of(tasks)
+    locks = [path for task in graph.tasks.values() for path in task.locks]
+    run = EXECUTORS.get(executor)
+    with held_locks(locks):
+        return run(graph, jobs=jobs, address=address, on_event=on_event or worker_events, on_done=on_done,
+                   worker_events=worker_events, show_progress=show_progress)
+
+
+EXECUTORS: Registry[Callable[..., int]] = Registry("executor")
+
+
+def _dispatch(graph: Graph, submit: Callable[[Task], Any], wait_any: Callable[[list], tuple[list, Any]],
+              slots: int, on_done: OnDone | None) -> int:
+    """The one scheduling loop of every executor: keep `slots` tasks running, each started once
+    its needs are finished; `submit(task)` returns a handle, `wait_any(handles)` the finished
+    handles and a function giving a handle's result (which re-raises the task's error)."""
+    started = set(graph.finished)
+    running: dict[Any, Task] = {}
+    count = 0
+    while True:
+        for task in graph.ready(started)[: slots - len(running)]:
+            started.add(task.key)
+            running[submit(task)] = task
+        if not running:
+            break
+        done, result_of = wait_any(list(running))
+        for handle in done:
+            task = running.pop(handle)
+            result = result_of(handle)
+            graph.finished.add(task.key)
+            count += 1
+            if on_done is not None:
+                on_done(task, result)
+    stuck = [key for key in graph.tasks if key not in graph.finished]
+    if stuck:
+        raise TicketlabError(f"tasks wait for results nothing computes: {stuck}")
+    return count
+
+
+@EXECUTORS.register("local")
+def run_local(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, worker_events,
+              show_progress: bool) -> int:
+    """In the driver when `jobs` is 1, else in `jobs` spawned worker processes."""
+    if address is not None:
+        raise TicketlabError("--address names a Ray cluster: use it with --executor ray")
+    if jobs == 1:
+        context = Context(no_check, on_event, show_progress)
+        pending: dict[int, Any] = {}
+
+        def submit(task: Task) -> int:
+            pending[id(task)] = task.run(context)
+            return id(task)
+
+        return _dispatch(graph, submit, lambda handles: (handles, pending.pop), 1, on_done)
+
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=init_worker,
+                             initargs=(os.getpid(),)) as pool:
+        def wait_any(handles):
+            done, _ = wait(handles, return_when=FIRST_COMPLETED)
+            return done, _result
+
+        try:
+            return _dispatch(graph, lambda task: pool.submit(run_in_worker, task, worker_events), wait_any,
+                             jobs, on_done)
+        except BrokenProcessPool:
+            raise TicketlabError("a worker process died (killed, or out of memory); finished work is kept: "
+                                 "run the same command again to continue") from None
+
+
+def _result(future):
+    return future.result()  # re-raises the worker's error here
+
+
+def run_in_worker(task: Task, events: Callable[[Any], None]) -> Any:
+    """A task in a worker process: writes only while its driver holds the task's locks."""
+    guard = LockGuard(task.locks)
+    guard()
+    return task.run(Context(guard, events))
+
+
+@EXECUTORS.register("ray")
+def run_ray(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, worker_events,
+            show_progress: bool) -> int:
+    """As Ray tasks of one CPU each, `jobs` at a time; on a local cluster of `jobs` CPUs
+    started here unless `address` (HOST:PORT, or "auto") names a running one."""
+    try:
+        import ray
+    except ImportError:
+        raise TicketlabError("the ray executor needs Ray: pip install 'ticketlab[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        began = time.perf_counter()
+        options = dict(address=address) if address else dict(num_cpus=jobs)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False, **options)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise TicketlabError(f"could not reach the Ray cluster at {address}: {error}; start one with "
+                                 "`ray start --head` or leave out --address for a local one") from None
+        print(f"ray: cluster ready in {time.perf_counter() - began:.1f} s", flush=True)
+    remote = ray.remote(num_cpus=1, max_retries=2)(run_in_ray_worker)
+
+    def wait_any(handles):
+        done, _ = ray.wait(handles, num_returns=1)
+        return done, _ray_result
+
+    try:
+        return _dispatch(graph, lambda task: remote.remote(task, worker_events), wait_any, jobs, on_done)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_result(ref):
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        cause = error.as_instanceof_cause()
+        if isinstance(cause, TicketlabError):
+            raise TicketlabError(str(cause).splitlines()[-1]) from None
+        raise
+    except ray.exceptions.WorkerCrashedError:
+        raise TicketlabError("a Ray worker died three times running one task; finished work is kept: "
+                             "run the same command again to continue") from None
+
+
+def run_in_ray_worker(task: Task, events: Callable[[Any], None]) -> Any:
+    """A task in a Ray worker: one torch thread, and writes only while the driver holds its locks."""
+    init_worker()
+    return run_in_worker(task, events)
