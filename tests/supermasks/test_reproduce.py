@@ -1,7 +1,10 @@
 """`ticketlab reproduce zhou2019` and `ticketlab supermask` end to end on the digits data."""
 
 import csv
+import json
 import re
+import shutil
+import sqlite3
 
 import pytest
 import torch
@@ -29,35 +32,59 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def test_reproduce_writes_the_table_and_a_rerun_recomputes_nothing(capsys, tmp_path, monkeypatch):
-    assert run(capsys, *TINY, "--out", str(tmp_path))[0] == 0
-    table = (tmp_path / "zhou2019_table1.md").read_text()
+def finished_cells(runs_dir):
+    """{cell id: when the store recorded it}: a recomputed cell gets a new time."""
+    with sqlite3.connect(runs_dir / "results.sqlite") as db:
+        return dict(db.execute("SELECT cell_id, finished FROM cells").fetchall())
+
+
+def test_reproduce_writes_the_table_and_a_rerun_recomputes_nothing(capsys, tmp_path):
+    assert run(capsys, *TINY, "--runs-dir", str(tmp_path))[0] == 0
+    tables = tmp_path / "zhou2019"
+    table = (tables / "zhou2019_table1.md").read_text()
     assert all(title in table for title, _ in COLUMNS.values())
     assert "/ 97.7 (" in table and "instead of 2000" in table and "instead of 50000" in table
-    rows = table_rows(tmp_path)
+    rows = table_rows(tables)
     assert [row["column"] for row in rows] == list(COLUMNS)
     assert all(0 <= float(row["ours"]) <= 100 for row in rows)
     assert float(next(row for row in rows if row["column"] == "trained")["paper"]) == 97.7
+    first = finished_cells(tmp_path)
+    assert len(first) == len(COLUMNS)
 
-    real_run_cell = reproduce_module.run_cell
-    monkeypatch.setattr(reproduce_module, "run_cell", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
-    assert run(capsys, *TINY, "--out", str(tmp_path))[0] == 0
-    assert (tmp_path / "zhou2019_table1.md").read_text() == table
+    assert run(capsys, *TINY, "--runs-dir", str(tmp_path))[0] == 0
+    assert (tables / "zhou2019_table1.md").read_text() == table
+    assert finished_cells(tmp_path) == first  # nothing recomputed
 
-    lost = next((tmp_path / "cells").glob("fc-learned_sc-*.json"))
-    lost.unlink()  # as if killed before this cell finished
-    recomputed = []
-    monkeypatch.setattr(reproduce_module, "run_cell", lambda cell, *a, **k: recomputed.append(cell.column)
-                        or real_run_cell(cell, *a, **k))
-    assert run(capsys, *TINY, "--out", str(tmp_path))[0] == 0
-    assert recomputed == ["learned_sc"] and (tmp_path / "zhou2019_table1.md").read_text() == table
+    lost = next((tables / "cells").glob("fc-learned_sc-*.safetensors"))
+    lost.write_bytes(lost.read_bytes()[:-8])  # as if damaged: it no longer matches its checksum
+    assert run(capsys, *TINY, "--runs-dir", str(tmp_path))[0] == 0
+    again = finished_cells(tmp_path)
+    changed = [cell for cell in first if again[cell] != first[cell]]
+    assert len(changed) == 1 and changed[0].startswith("fc-learned_sc-")
+    assert (tables / "zhou2019_table1.md").read_text() == table
+
+
+def test_cells_of_an_older_version_are_imported_not_recomputed(capsys, tmp_path):
+    """Before the engine, cells lived as <out>/cells/<id>.json + .safetensors without the store."""
+    assert run(capsys, *TINY, "--runs-dir", str(tmp_path / "new"))[0] == 0
+    legacy = tmp_path / "old"
+    (legacy / "cells").mkdir(parents=True)
+    with sqlite3.connect(tmp_path / "new" / "results.sqlite") as db:
+        for cell_id, config, result in db.execute("SELECT cell_id, config, result FROM cells"):
+            stored = json.loads(result) | {"config": json.loads(config)}
+            (legacy / "cells" / f"{cell_id}.json").write_text(json.dumps(stored))
+            shutil.copy(tmp_path / "new" / "zhou2019" / "cells" / f"{cell_id}.safetensors", legacy / "cells")
+    code, out, _ = run(capsys, *TINY, "--runs-dir", str(tmp_path / "fresh"), "--out", str(legacy))
+    assert code == 0 and not re.search(r"^fc\s+\w+\s+[\d.]+%", out, re.M)  # no cell line printed: none ran
+    assert (legacy / "zhou2019_table1.md").read_text() == (tmp_path / "new" / "zhou2019" / "zhou2019_table1.md").read_text()
+    assert len(finished_cells(tmp_path / "fresh")) == len(COLUMNS)
 
 
 def test_parallel_cells_give_the_serial_results(capsys, tmp_path):
     tiny = TINY + ["--epochs", "1", "--dense-iterations", "20"]
-    assert run(capsys, *tiny, "--out", str(tmp_path / "serial"))[0] == 0
-    assert run(capsys, *tiny, "--jobs", "2", "--out", str(tmp_path / "parallel"))[0] == 0
-    serial, parallel = (table_rows(tmp_path / name) for name in ("serial", "parallel"))
+    assert run(capsys, *tiny, "--runs-dir", str(tmp_path / "serial"))[0] == 0
+    assert run(capsys, *tiny, "--jobs", "2", "--runs-dir", str(tmp_path / "parallel"))[0] == 0
+    serial, parallel = (table_rows(tmp_path / name / "zhou2019") for name in ("serial", "parallel"))
     assert [(r["column"], r["ours"], r["deterministic"]) for r in serial] == \
         [(r["column"], r["ours"], r["deterministic"]) for r in parallel]
 
@@ -92,7 +119,7 @@ def test_cifar_rows_fall_back_to_the_jpeg_stand_in(monkeypatch, tmp_path):
     (["supermask", "init-masks", "--levels", "0"], "--levels must be at least 1"),
 ])
 def test_bad_inputs_give_clear_errors(capsys, tmp_path, argv, message):
-    code, _, err = run(capsys, *argv, *(["--out", str(tmp_path)] if argv[0] == "reproduce" else []))
+    code, _, err = run(capsys, *argv, *(["--runs-dir", str(tmp_path)] if argv[0] == "reproduce" else []))
     assert code == 2 and "Traceback" not in err
     assert re.search(message, err)
 

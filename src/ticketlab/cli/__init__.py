@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ticketlab.cli import data, deconstruct, imp, reproduce, results, supermask, train
+from ticketlab.cli import data, deconstruct, imp, reproduce, results, supermask, sweep, train
 from ticketlab.errors import TicketlabError
 
-COMMAND_MODULES = (train, imp, deconstruct, supermask, reproduce, results, data)
+COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

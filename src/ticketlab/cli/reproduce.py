@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir
+from ticketlab.cli.common import add_data_dir, add_runs_dir
 
 
 def _cmd_zhou2019(args: argparse.Namespace) -> int:
@@ -24,14 +23,16 @@ def _cmd_zhou2019(args: argparse.Namespace) -> int:
     plan = Plan(networks=tuple(args.networks), epochs=args.epochs, dense_iterations=args.dense_iterations,
                 seed=args.seed, dataset=args.dataset)
     started = time.perf_counter()
-    print(f"Zhou et al. (2019) Table 1: {', '.join(plan.networks)}; results in {args.out} "
-          f"(finished cells are reused)", flush=True)
-    result = reproduce(plan, args.out, data_dir=args.data_dir, jobs=args.jobs,
-                       show_progress=args.jobs == 1 and sys.stderr.isatty())
+    out = args.out or args.runs_dir / "zhou2019"
+    print(f"Zhou et al. (2019) Table 1: {', '.join(plan.networks)}; cells in the store at {args.runs_dir}, "
+          f"tables in {out} (finished cells are reused)", flush=True)
+    result = reproduce(plan, args.runs_dir, data_dir=args.data_dir, jobs=args.jobs, executor=args.executor,
+                       address=args.address, show_progress=args.jobs == 1 and sys.stderr.isatty(),
+                       legacy_dirs=(out,))
     text = markdown(result)
-    atomic_write_bytes(args.out / "zhou2019_table1.md", text.encode())
-    atomic_write_bytes(args.out / "zhou2019_table1.csv", csv_text(rows(result)).encode())
-    print(f"\n{text}\nwrote {args.out / 'zhou2019_table1.md'} and {args.out / 'zhou2019_table1.csv'}")
+    atomic_write_bytes(out / "zhou2019_table1.md", text.encode())
+    atomic_write_bytes(out / "zhou2019_table1.csv", csv_text(rows(result)).encode())
+    print(f"\n{text}\nwrote {out / 'zhou2019_table1.md'} and {out / 'zhou2019_table1.csv'}")
     print(f"wall time {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -62,7 +63,9 @@ def add_commands(commands) -> None:
     zhou.add_argument("--jobs", type=int, default=1, help="cells run in parallel, one thread each (default: %(default)s)")
     zhou.add_argument("--threads", type=int, help="torch threads when --jobs is 1")
     add_data_dir(zhou)
-    zhou.add_argument("--out", type=Path, default=Path(os.environ.get("TICKETLAB_RUNS_DIR", "runs")) / "zhou2019",
-                      help="where cells and tables are written (default: $TICKETLAB_RUNS_DIR/zhou2019, else "
-                      "runs/zhou2019)")
+    zhou.add_argument("--executor", default="local", metavar="NAME", help="local or ray (default: %(default)s)")
+    zhou.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
+    add_runs_dir(zhou)
+    zhou.add_argument("--out", type=Path, help="where the tables are written (default: <runs-dir>/zhou2019); "
+                      "cells an older version wrote under <out>/cells are imported into the store")
     zhou.set_defaults(run=_cmd_zhou2019)

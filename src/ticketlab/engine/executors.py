@@ -156,6 +156,7 @@ def run_ray(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, 
     except ImportError:
         raise TicketlabError("the ray executor needs Ray: pip install 'ticketlab[ray]'") from None
     started_here = not ray.is_initialized()
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every finished level is news: print each one
     if started_here:
         began = time.perf_counter()
         options = dict(address=address) if address else dict(num_cpus=jobs)

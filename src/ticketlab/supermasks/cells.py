@@ -1,55 +1,126 @@
-"""Run one cell of the Table 1 plan and store its result, or find it already stored.
+"""One cell of the Table 1 plan as an engine task: compute it, or find it already stored.
 
-A cell writes `<out>/cells/<id>.safetensors` (the trained weights, or a learned mask) and
-then `<out>/cells/<id>.json` (its numbers and config), each atomically; a cell counts as
-finished when its JSON holds the same config and its tensors load, so a run killed at any
-moment resumes by recomputing only unfinished cells.
+A cell writes `<runs_dir>/zhou2019/cells/<id>.safetensors` (the trained weights, or a learned
+mask) atomically, then records its numbers, config and the file's checksum in the results
+store; a cell counts as finished when the store holds it under the same config and its file
+verifies, so a run killed at any moment resumes by recomputing only unfinished cells.
+Cells of older versions (a JSON file beside the tensors) are imported on first sight.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import ticketlab
-from ticketlab.data import Dataset
+from ticketlab.data import Dataset, load_dataset
+from ticketlab.engine import Context, cached
 from ticketlab.models import Network, build_model
-from ticketlab.store import atomic_write_bytes, load_tensors, save_tensors
+from ticketlab.store import ResultsStore, load_tensors, save_tensors, sha256_file
 from ticketlab.supermasks.init_masks import best_point, init_mask_curve, level_masks
 from ticketlab.supermasks.learn import learn_supermask
 from ticketlab.supermasks.spec import SupermaskSpec
 from ticketlab.supermasks.zhou2019 import Cell
 from ticketlab.training import Progress, TrainResult, TrainSpec, train
 
-
-def cell_path(out: Path, cell_id: str, suffix: str) -> Path:
-    return Path(out) / "cells" / f"{cell_id}{suffix}"
+STUDY = "zhou2019"
 
 
-def load_result(out: Path, cell: Cell) -> dict | None:
-    """The stored result of `cell`, if it finished under the same config."""
-    try:
-        result = json.loads(cell_path(out, cell.id, ".json").read_text())
-    except (OSError, ValueError):
+def cell_file(runs_dir: Path, cell_id: str) -> Path:
+    return Path(runs_dir) / STUDY / "cells" / f"{cell_id}.safetensors"
+
+
+def _relative(runs_dir: Path, cell_id: str) -> str:
+    return str(cell_file(runs_dir, cell_id).relative_to(runs_dir))
+
+
+def load_result(store: ResultsStore, cell: Cell) -> dict | None:
+    """The stored result of `cell`, if it finished under the same config and its file verifies."""
+    recorded = store.cell(STUDY, cell.id)
+    if recorded is None or recorded[0] != cell.config:
         return None
-    if result.get("config") != cell.config or load_tensors(cell_path(out, cell.id, ".safetensors")) is None:
+    path = cell_file(store.runs_dir, cell.id)
+    expected = store.artifact_sha(_relative(store.runs_dir, cell.id))
+    if expected is None or not path.exists() or sha256_file(path) != expected:
         return None
-    return result
+    return recorded[1]
 
 
-def run_cell(cell: Cell, dataset: Dataset, out: Path, show_progress: bool = False) -> dict:
-    """Compute `cell` on `dataset`, store its tensors and result, and return the result."""
+def import_legacy_cells(store: ResultsStore, cells: list[Cell], folders: list[Path]) -> int:
+    """Record cells that an older version left as `<folder>/cells/<id>.json` + `.safetensors`
+    (same config, tensors readable); returns how many were imported."""
+    imported = 0
+    for cell in cells:
+        if load_result(store, cell) is not None:
+            continue
+        for folder in folders:
+            try:
+                result = json.loads((Path(folder) / "cells" / f"{cell.id}.json").read_text())
+            except (OSError, ValueError):
+                continue
+            tensors = load_tensors(Path(folder) / "cells" / f"{cell.id}.safetensors")
+            if result.get("config") != cell.config or tensors is None:
+                continue
+            _store_cell(store, cell, result, tensors)
+            imported += 1
+            break
+    return imported
+
+
+def _store_cell(store: ResultsStore, cell: Cell, result: dict, tensors: dict) -> None:
+    path = cell_file(store.runs_dir, cell.id)
+    sha = save_tensors(path, tensors, metadata={"cell": cell.id})
+    store.record_cell(STUDY, cell.id, cell.config, result, result.get("code_version", ticketlab.__version__),
+                      {_relative(store.runs_dir, cell.id): (sha, path.stat().st_size)})
+
+
+def cell_data(config: dict, data_dir: Path | None) -> Dataset:
+    """A cell's data set, loaded once per process; the validation split is fixed by data seed 0."""
+    key = ("cell", config["dataset"], config.get("normalization", "standard"), str(data_dir))
+    return cached(key, lambda: load_dataset(key[1], data_dir, normalization=key[2]))
+
+
+@dataclass(frozen=True)
+class CellTask:
+    cell: Cell
+    runs_dir: Path
+    data_dir: Path | None
+
+    @property
+    def key(self) -> str:
+        return f"cell/{self.cell.id}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple(f"cell/{need}" for need in self.cell.needs)
+
+    @property
+    def locks(self) -> tuple[Path, ...]:
+        return (Path(self.runs_dir) / STUDY / ".lock",)
+
+    def done(self) -> bool:
+        return load_result(ResultsStore(self.runs_dir), self.cell) is not None
+
+    def run(self, context: Context) -> dict:
+        store = ResultsStore(self.runs_dir)
+        result, tensors = run_cell(self.cell, cell_data(self.cell.config, self.data_dir), store, context.show_progress)
+        context.check()
+        _store_cell(store, self.cell, result, tensors)
+        return result
+
+
+def run_cell(cell: Cell, dataset: Dataset, store: ResultsStore, show_progress: bool = False) -> tuple[dict, dict]:
+    """Compute `cell` on `dataset`: its result and its tensors (nothing is written here)."""
     started = time.perf_counter()
     config = cell.config
     model = build_model(config["model"], dataset.input_shape, dataset.num_classes, seed=config["seed"])
     steps = _iterations(config, dataset)
     with Progress(f"{cell.network} {cell.column}", steps, enabled=show_progress and steps > 0) as progress:
-        result, tensors = _KINDS[config["kind"]](cell, model, dataset, out, progress)
+        result, tensors = _KINDS[config["kind"]](cell, model, dataset, store, progress)
     result |= dict(seconds=time.perf_counter() - started, config=config, code_version=ticketlab.__version__)
-    save_tensors(cell_path(out, cell.id, ".safetensors"), tensors, metadata={"cell": cell.id})
-    atomic_write_bytes(cell_path(out, cell.id, ".json"), json.dumps(result, indent=1).encode())
-    return result
+    return result, tensors
 
 
 def _iterations(config: dict, dataset: Dataset) -> int:
@@ -61,7 +132,7 @@ def _iterations(config: dict, dataset: Dataset) -> int:
     return 0
 
 
-def _trained(cell: Cell, model: Network, dataset: Dataset, out: Path, progress: Progress):
+def _trained(cell: Cell, model: Network, dataset: Dataset, store: ResultsStore, progress: Progress):
     training = train(model, dataset, TrainSpec(**cell.config["training"]), seed=cell.config["seed"],
                      progress=progress)
     result = dict(accuracy=training.final.test_acc, early_stop_iteration=training.early_stop.step,
@@ -69,9 +140,9 @@ def _trained(cell: Cell, model: Network, dataset: Dataset, out: Path, progress: 
     return result, model.state_dict()
 
 
-def _init_mask(cell: Cell, model: Network, dataset: Dataset, out: Path, progress: Progress):
+def _init_mask(cell: Cell, model: Network, dataset: Dataset, store: ResultsStore, progress: Progress):
     config = cell.config
-    trained = load_tensors(cell_path(out, cell.needs[0], ".safetensors"))
+    trained = load_tensors(cell_file(store.runs_dir, cell.needs[0]))
     initial = {name: value.clone() for name, value in model.state_dict().items()}
     masks = level_masks(model, config["model"], initial, trained, dataset, criterion=config["criterion"],
                         levels=config["levels"], seed=config["seed"])
@@ -82,7 +153,7 @@ def _init_mask(cell: Cell, model: Network, dataset: Dataset, out: Path, progress
     return result, dict(masks[best.level].items())
 
 
-def _learned(cell: Cell, model: Network, dataset: Dataset, out: Path, progress: Progress):
+def _learned(cell: Cell, model: Network, dataset: Dataset, store: ResultsStore, progress: Progress):
     config = cell.config
     learned = learn_supermask(model, dataset, SupermaskSpec(**config["supermask"]), seed=config["seed"],
                               evaluations=config["evaluations"], progress=progress)

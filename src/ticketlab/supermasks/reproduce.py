@@ -1,26 +1,24 @@
 """Reproduce Zhou et al.'s Table 1: pick the data, then run every unfinished cell of a plan.
 
-Cells are independent but for the init-mask cells, which wait for their row's trained
-network. With `jobs` > 1 they run as separate one-thread processes (on a small CPU, two
-one-thread processes do about twice the work of one two-thread process). Finished cells
-are read back from `out`, so re-running a killed reproduction redoes only what was lost.
+Cells are engine tasks, independent but for the init-mask cells, which wait for their row's
+trained network. With `jobs` > 1 they run as separate one-thread processes or Ray tasks (on
+a small CPU, two one-thread processes do about twice the work of one two-thread process).
+Finished cells are read back from the results store, so re-running a killed reproduction
+redoes only what was lost.
 """
 
 from __future__ import annotations
 
 import stat
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
-import filelock
-
-from ticketlab.data import Dataset, check_files, fetch, load_dataset, resolve_data_dir
+from ticketlab.data import check_files, fetch, resolve_data_dir
+from ticketlab.engine import run_tasks
 from ticketlab.errors import DataError, TicketlabError
-from ticketlab.parallel import init_worker
-from ticketlab.supermasks.cells import load_result, run_cell
+from ticketlab.store import ResultsStore
+from ticketlab.supermasks.cells import STUDY, CellTask, import_legacy_cells, load_result
 from ticketlab.supermasks.zhou2019 import Cell, Plan
 
 CellReport = Callable[[Cell, dict], None]
@@ -65,66 +63,21 @@ def print_cell(cell: Cell, result: dict) -> None:
     print(f"{cell.network:<6} {cell.column:<13} {result['accuracy']:>7.2%}  ({result['seconds']:.0f} s)", flush=True)
 
 
-def reproduce(plan: Plan, out: str | Path, *, data_dir: str | Path | None = None, jobs: int = 1,
-              report: CellReport | None = print_cell, show_progress: bool = False) -> Reproduction:
-    """Run (or resume) every cell of `plan`, writing results under `out`."""
-    out = Path(out)
+def reproduce(plan: Plan, runs_dir: str | Path, *, data_dir: str | Path | None = None, jobs: int = 1,
+              executor: str = "local", address: str | None = None, report: CellReport | None = print_cell,
+              show_progress: bool = False, legacy_dirs: tuple[Path, ...] = ()) -> Reproduction:
+    """Run (or resume) every cell of `plan` through the engine, storing them in the results
+    store under `runs_dir` (cells an older version left under `legacy_dirs` are imported)."""
+    runs_dir = Path(runs_dir)
     data_dir = Path(data_dir) if data_dir else None
     if jobs < 1:
         raise TicketlabError(f"jobs must be at least 1, got {jobs}")
     datasets, notes = choose_datasets(plan, data_dir)
     cells = plan.cells(datasets)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(out / ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        raise TicketlabError(f"{out} is in use by another reproduction (lock {lock.lock_file}); "
-                             "wait for it to finish, then run the command again to continue") from None
-    try:
-        results = {cell.id: result for cell in cells if (result := load_result(out, cell)) is not None}
-        todo = [cell for cell in cells if cell.id not in results]
-        if jobs == 1:
-            for cell in todo:
-                results[cell.id] = run_cell(cell, _dataset(cell.config, data_dir), out, show_progress)
-                if report is not None:
-                    report(cell, results[cell.id])
-        else:
-            _run_parallel(todo, results, jobs, out, data_dir, report)
-    finally:
-        lock.release()
+    store = ResultsStore(runs_dir)
+    import_legacy_cells(store, cells, [runs_dir / STUDY, *legacy_dirs])
+    on_done = None if report is None else (lambda task, result: report(task.cell, result))
+    run_tasks([CellTask(cell, runs_dir, data_dir) for cell in cells], executor=executor, jobs=jobs,
+              address=address, on_done=on_done, show_progress=show_progress)
+    results = {cell.id: result for cell in cells if (result := load_result(store, cell)) is not None}
     return Reproduction(plan, datasets, notes, cells, results)
-
-
-def _run_parallel(todo: list[Cell], results: dict, jobs: int, out: Path, data_dir: Path | None,
-                  report: CellReport | None) -> None:
-    """Keep `jobs` workers busy, starting each cell, in plan order, once the cells it reads are done."""
-    waiting, running = list(todo), {}
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=init_worker) as pool:
-        while waiting or running:
-            for cell in [c for c in waiting if all(need in results for need in c.needs)][: jobs - len(running)]:
-                waiting.remove(cell)
-                running[pool.submit(_worker_cell, cell, out, data_dir)] = cell
-            if not running:
-                raise TicketlabError(f"cells wait for results nothing computes: {[c.id for c in waiting]}")
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                cell = running.pop(future)
-                results[cell.id] = future.result()  # re-raises a worker's error here
-                if report is not None:
-                    report(cell, results[cell.id])
-
-
-_DATA: dict = {}
-
-
-def _dataset(config: dict, data_dir: Path | None) -> Dataset:
-    """A cell's data set, loaded once per process; the validation split is fixed by data seed 0."""
-    key = (config["dataset"], config.get("normalization", "standard"), data_dir)
-    if key not in _DATA:
-        _DATA[key] = load_dataset(key[0], data_dir, normalization=key[1])
-    return _DATA[key]
-
-
-def _worker_cell(cell: Cell, out: Path, data_dir: Path | None) -> dict:
-    return run_cell(cell, _dataset(cell.config, data_dir), out)
