@@ -129,12 +129,14 @@ def read_only_connect(path: Path) -> sqlite3.Connection:
     let SQLite create the WAL index (-shm) a read-only WAL reader needs (read-only media).
     With `immutable=1` SQLite ignores a -wal file, which a cleanly closed store does not have."""
     uri = path.resolve().as_uri()
-    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60.0)
+    db = None
     try:
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60.0)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SQLite opens lazily
         return db
     except sqlite3.DatabaseError as error:
-        db.close()
+        if db is not None:
+            db.close()
         if not _cannot_open(error):
             raise
     return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=60.0)
