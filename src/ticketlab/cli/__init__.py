@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from ticketlab.cli import data, deconstruct, imp, reproduce, results, supermask, sweep, train
+from ticketlab.cli import data, deconstruct, imp, reproduce, results, store, supermask, sweep, train
 from ticketlab.errors import TicketlabError
 
-COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, data)
+COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, store, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
+        return code
+    except BrokenPipeError:  # `ticketlab show RUN | head -1`: the reader has all it wants
+        _discard_stdout()
+        return 1
+    except SystemExit:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _discard_stdout()
+        raise
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -33,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ticketlab: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
+
+
+def _discard_stdout() -> None:
+    """Point stdout at devnull so the interpreter's final flush does not fail again (the
+    recipe in Python's `signal` documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # stdout is not a file (a test's capture)
+        pass
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""`ticketlab runs`, `show` and `plot`: read results from the store."""
+"""`ticketlab runs`, `show` and `plot`: read results from the store.
+
+They open the store read-only: they work on read-only media and create nothing at a
+mistyped --runs-dir.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +11,82 @@ import time
 from pathlib import Path
 
 from ticketlab.cli.common import add_runs_dir, csv_list
+from ticketlab.errors import TicketlabError
+
+
+def _planned(spec: dict) -> dict[str, set[tuple[int, int]]]:
+    """{branch: the (seed, level) trainings the stored spec plans}: every seed trains levels
+    0..L of the tickets and 1..L of each baseline."""
+    levels = spec.get("pruning", {}).get("levels", 0)
+    seeds = spec.get("seeds", [])
+    plan = {"imp": {(s, level) for s in seeds for level in range(levels + 1)}}
+    for branch in spec.get("baselines", []):
+        plan[branch] = {(s, level) for s in seeds for level in range(1, levels + 1)}
+    return plan
+
+
+def progress_text(spec: dict, rows) -> str:
+    """Done/planned level trainings per branch, e.g. 'imp 6/6 reinit 3/4'."""
+    done = {(r.branch, r.seed, r.level) for r in rows}
+    return " ".join(f"{branch} {sum((branch, s, l) in done for s, l in wanted)}/{len(wanted)}"
+                    for branch, wanted in _planned(spec).items())
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     from ticketlab.store import ResultsStore
 
-    store = ResultsStore(args.runs_dir)
+    store = ResultsStore(args.runs_dir, readonly=True)
     runs = store.runs()
     if not runs:
         print(f"no runs in {args.runs_dir}")
         return 0
-    print(f"{'run':<13} {'created':<17} {'model':<14} {'data':<14} {'criterion':<12} levels  seeds  done")
+    print(f"{'run':<13} {'created':<17} {'model':<14} {'data':<14} {'criterion':<12} levels  {'seeds':<8} "
+          "done (level trainings: done/planned)")
     for run_id, spec, created in runs:
-        done = len({(r.seed, r.level) for r in store.levels(run_id) if r.branch == "imp"})
-        levels = spec["pruning"]["levels"]
-        planned = (levels + 1) * len(spec["seeds"])
+        pruning = spec.get("pruning", {})
+        seeds = ",".join(map(str, spec.get("seeds", []))) or "-"
         print(f"{run_id:<13} {time.strftime('%Y-%m-%d %H:%M', time.localtime(created)):<17} "
-              f"{spec['model']['name']:<14} {spec['data']['name']:<14} {spec['pruning']['criterion']:<12} "
-              f"{levels:>6} {len(spec['seeds']):>6}  {done}/{planned}")
+              f"{spec.get('model', {}).get('name', '?'):<14} {spec.get('data', {}).get('name', '?'):<14} "
+              f"{pruning.get('criterion', '?'):<12} {pruning.get('levels', '?'):>6}  {seeds:<8} "
+              f"{progress_text(spec, store.levels(run_id))}")
     return 0
+
+
+def _csv_target(path: Path) -> Path:
+    """`path` if a CSV file can go there; a clear error otherwise (checked before any output)."""
+    if path.is_dir():
+        raise TicketlabError(f"--csv {path} is a folder; give a file name, e.g. --csv {path / 'levels.csv'}")
+    if not path.parent.is_dir():
+        raise TicketlabError(f"--csv {path}: the folder {path.parent} does not exist; create it or give another path")
+    return path
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from ticketlab.store import ResultsStore
     from ticketlab.store.report import export_csv, level_table, resolve_run, summarise
 
-    store = ResultsStore(args.runs_dir)
+    csv_path = _csv_target(args.csv) if args.csv else None
+    store = ResultsStore(args.runs_dir, readonly=True)
     run_id = resolve_run(store, args.run_id)
     rows = store.levels(run_id)
-    print(f"run {run_id} ({args.runs_dir / run_id / 'spec.toml'})\n")
+    held = sorted({r.seed for r in rows})
+    if args.seeds is not None:
+        unknown = sorted(set(args.seeds) - set(held))
+        if unknown:
+            raise TicketlabError(f"run {run_id} has no finished level for seed(s) {', '.join(map(str, unknown))}; "
+                                 f"it holds seeds {', '.join(map(str, held)) or 'none yet'}")
+        rows = [r for r in rows if r.seed in args.seeds]
+    seeds = sorted({r.seed for r in rows})
+    print(f"run {run_id} ({args.runs_dir / run_id / 'spec.toml'})")
+    if len(seeds) > 1:
+        print(f"seeds {', '.join(map(str, seeds))}: mean ± standard deviation over seeds")
+    elif seeds:
+        print(f"seed {seeds[0]} only: no spread")
+    print()
     print(level_table(summarise(rows)) if rows else "no finished levels yet")
-    if args.csv:
-        export_csv(rows, args.csv)
-        print(f"\nwrote {args.csv}")
+    if csv_path:
+        export_csv(rows, csv_path)
+        print(f"\nwrote {csv_path}")
     return 0
 
 
@@ -48,24 +95,37 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from ticketlab.store import ResultsStore
     from ticketlab.store.report import resolve_run
 
-    store = ResultsStore(args.runs_dir)
-    run_ids = [resolve_run(store, run) for run in args.runs]
-    out = args.out or (args.runs_dir / run_ids[0] / "lth")
-    for path in plot_runs(store, run_ids, Path(out), formats=args.formats):
+    store = ResultsStore(args.runs_dir, readonly=True)
+    run_ids = list(dict.fromkeys(resolve_run(store, run) for run in args.runs))
+    if args.out:
+        out = Path(args.out)
+    elif len(run_ids) == 1:
+        out = args.runs_dir / run_ids[0] / "lth"
+    else:  # not one run's own figure, which `imp` writes and a comparison must not replace
+        out = args.runs_dir / "compare" / "_".join(run_ids) / "lth"
+    try:
+        written = plot_runs(store, run_ids, out, formats=args.formats)
+    except OSError as error:
+        raise TicketlabError(f"cannot write the figure to {out}: {error.strerror or error}; "
+                             "choose a writable place with --out") from None
+    for path in written:
         print(path)
     return 0
 
 
 def add_commands(commands) -> None:
     runs = commands.add_parser("runs", help="list the runs in the results store",
-                               description="List the runs in the results store.")
+                               description="List the runs in the results store, with the level trainings each "
+                               "has done out of those its stored spec plans (every seed, every branch).")
     add_runs_dir(runs)
     runs.set_defaults(run=_cmd_runs)
 
     show = commands.add_parser("show", help="print a run's level table",
                                description="Print a run's level table: remaining weights, test accuracy at "
-                               "early stop, early-stop iteration and final accuracy, mean and spread over seeds.")
+                               "early stop, early-stop iteration and final accuracy, mean and standard deviation "
+                               "over seeds.")
     show.add_argument("run_id", metavar="RUN", help="run id (a unique prefix is enough)")
+    show.add_argument("--seeds", type=csv_list(int), help="average only these seeds (comma-separated)")
     show.add_argument("--csv", type=Path, help="also export every level row to this CSV file")
     add_runs_dir(show)
     show.set_defaults(run=_cmd_show)
@@ -74,7 +134,8 @@ def add_commands(commands) -> None:
                                description="Draw test accuracy at early stop and early-stop iteration vs "
                                "percent of weights remaining, from the store.")
     plot.add_argument("runs", nargs="+", help="run ids (unique prefixes)")
-    plot.add_argument("--out", type=Path, help="output file stem (default: <runs-dir>/<run>/lth)")
+    plot.add_argument("--out", type=Path, help="output file stem (default: <runs-dir>/<run>/lth for one run, "
+                      "<runs-dir>/compare/<run>_<run>.../lth for several)")
     plot.add_argument("--formats", type=csv_list(str), default=["png", "svg"], help="comma-separated")
     add_runs_dir(plot)
     plot.set_defaults(run=_cmd_plot)

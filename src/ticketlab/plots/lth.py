@@ -1,8 +1,9 @@
 """The LTH paper's two classic figures, read only from the store.
 
 Figure A: test accuracy at early stop vs percent of weights remaining (log x axis,
-decreasing to the right as in Frankle & Carbin 2019, Figure 3), mean with a min/max band
-over replicates, baselines on the same axes. Figure B: early-stop iteration vs percent
+decreasing to the right as in Frankle & Carbin 2019, Figure 3), mean over replicates with a
+band of ± one standard deviation (the spread `ticketlab show` prints), baselines on the same
+axes. Figure B: early-stop iteration vs percent
 remaining.
 """
 
@@ -21,9 +22,10 @@ from ticketlab.store.report import Summary, summarise  # noqa: E402
 
 
 def _series(summaries: list[Summary], pick):
+    """x, mean, mean - sd, mean + sd (sd is 0 for one seed: no band)."""
     xs = [100 * s.density for s in summaries]
     stats = [pick(s) for s in summaries]
-    return xs, [m for m, _, _, _ in stats], [lo for _, _, lo, _ in stats], [hi for _, _, _, hi in stats]
+    return xs, [m for m, _, _, _ in stats], [m - sd for m, sd, _, _ in stats], [m + sd for m, sd, _, _ in stats]
 
 
 PERCENT_TICKS = (100, 70, 50, 30, 20, 10, 7, 5, 3.5, 2, 1, 0.5, 0.2, 0.1)
@@ -61,7 +63,7 @@ def plot_runs(store: ResultsStore, run_ids: list[str], out: Path, formats=("png"
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     ax_acc.legend(fontsize=8)
-    fig.suptitle("mean over replicates; band: min to max")
+    fig.suptitle("mean over seeds; band: ± 1 standard deviation over seeds")
     return save_figure(fig, out, formats)
 
 

@@ -54,8 +54,14 @@ def summarise(rows: list[LevelRow]) -> list[Summary]:
     ]
 
 
+def _spread(stats: tuple[float, float, float, float], seeds: int, fmt: str) -> str:
+    """Mean ± standard deviation; a single seed has no spread to show."""
+    return format(stats[0], fmt) if seeds < 2 else f"{stats[0]:{fmt}} ± {stats[1]:{fmt}}"
+
+
 def level_table(summaries: list[Summary]) -> str:
-    """A Markdown table: remaining weights, accuracy at early stop, early-stop iteration, final accuracy."""
+    """A Markdown table: remaining weights, accuracy at early stop, early-stop iteration, final
+    accuracy; mean ± standard deviation over seeds (the plots' band is the same)."""
     lines = [
         "| branch | level | remaining | seeds | test acc at early stop (mean ± sd) | early-stop iteration | final test acc |",
         "|---|---|---|---|---|---|---|",
@@ -63,9 +69,9 @@ def level_table(summaries: list[Summary]) -> str:
     for s in summaries:
         lines.append(
             f"| {s.branch} | {s.level} | {s.density:.2%} | {s.seeds} | "
-            f"{s.early_stop_acc[0]:.2%} ± {s.early_stop_acc[1]:.2%} | "
-            f"{s.early_stop_iteration[0]:.0f} ± {s.early_stop_iteration[1]:.0f} | "
-            f"{s.final_acc[0]:.2%} ± {s.final_acc[1]:.2%} |"
+            f"{_spread(s.early_stop_acc, s.seeds, '.2%')} | "
+            f"{_spread(s.early_stop_iteration, s.seeds, '.0f')} | "
+            f"{_spread(s.final_acc, s.seeds, '.2%')} |"
         )
     return "\n".join(lines)
 
@@ -74,9 +80,12 @@ def export_csv(rows: list[LevelRow], path: str | Path) -> None:
     """Every level row of a run, one per seed, as CSV."""
     if not rows:
         raise TicketlabError("nothing to export: the run has no finished levels yet")
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        names = list(LevelRow.__dataclass_fields__)
-        writer.writerow(names)
-        for row in rows:
-            writer.writerow([getattr(row, n) for n in names])
+    try:
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            names = list(LevelRow.__dataclass_fields__)
+            writer.writerow(names)
+            for row in rows:
+                writer.writerow([getattr(row, n) for n in names])
+    except OSError as error:
+        raise TicketlabError(f"cannot write {path}: {error.strerror or error}; give a writable file with --csv") from None
