@@ -28,11 +28,11 @@ import torch
 
 from ticketlab.data import Dataset
 from ticketlab.experiments.pruning import gradients_at, next_mask, scores_for
-from ticketlab.experiments.seeds import derived_seed, generator
 from ticketlab.experiments.spec import ExperimentSpec
 from ticketlab.masks import CRITERIA, Mask
 from ticketlab.masks.thresholding import keep_top
 from ticketlab.models import INIT_STDS, Network, build_model
+from ticketlab.seeds import derived_seed, generator
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, save_tensors, sha256_file
 from ticketlab.tickets import MASK0_ACTIONS, MASK1_ACTIONS
 from ticketlab.training import Progress, TrainResult, WeightConstraints, train

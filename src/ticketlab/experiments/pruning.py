@@ -9,11 +9,11 @@ import torch.nn.functional as F
 
 from ticketlab.data import BatchIterator, Dataset
 from ticketlab.errors import TicketlabError
-from ticketlab.experiments.seeds import derived_seed, generator
 from ticketlab.experiments.spec import ExperimentSpec, PruningSpec
 from ticketlab.masks import CRITERIA, Mask
 from ticketlab.masks.allocation import default_rates, one_shot_rates, prune_global, prune_layerwise, rates_by_layer
 from ticketlab.models import Network
+from ticketlab.seeds import derived_seed, generator
 
 
 def gradients_at(model: Network, weights: dict[str, torch.Tensor], mask: Mask, dataset: Dataset,

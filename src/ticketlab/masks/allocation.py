@@ -15,19 +15,14 @@ import torch
 from ticketlab.errors import TicketlabError
 from ticketlab.masks.mask import Mask
 from ticketlab.masks.thresholding import keep_top
+from ticketlab.schedules import paper_prune_rates
 
 LAYER_KINDS = ("conv", "fc", "output")
 
-DEFAULT_RATES: dict[str, dict[str, float]] = {
-    "lenet_300_100": {"conv": 0.0, "fc": 0.2, "output": 0.1},
-    "conv2": {"conv": 0.1, "fc": 0.2, "output": 0.1},
-    "conv4": {"conv": 0.1, "fc": 0.2, "output": 0.1},
-    "conv6": {"conv": 0.15, "fc": 0.2, "output": 0.1},
-}
-
 def default_rates(model_name: str) -> dict[str, float]:
     """The papers' per-kind rates for `model_name` (20% FC, 10% conv, half for output otherwise)."""
-    return dict(DEFAULT_RATES.get(model_name, {"conv": 0.1, "fc": 0.2, "output": 0.1}))
+    return paper_prune_rates(model_name)
+
 
 def kept_after(alive: int, rate: float) -> int:
     """Weights left when `rate` of `alive` remaining weights are pruned."""

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from ticketlab.data import Dataset, Split
-from ticketlab.experiments.seeds import generator
 from ticketlab.masks import Mask
 from ticketlab.models import Network
+from ticketlab.seeds import generator
 from ticketlab.supermasks.layers import learned_mask, masked_layers, to_supermask
 from ticketlab.supermasks.masking import BernoulliMask
 from ticketlab.supermasks.spec import LEARNERS, SupermaskSpec

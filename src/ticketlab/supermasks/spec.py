@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import torch
 
 from ticketlab.errors import SpecError
-from ticketlab.experiments.seeds import generator
 from ticketlab.models import fans
 from ticketlab.registry import Registry
+from ticketlab.seeds import generator
 from ticketlab.supermasks.layers import MaskFn, ScoreInit
 from ticketlab.supermasks.masking import BernoulliMask, TopKMask, check_density
 from ticketlab.supermasks.weights import WEIGHTS
