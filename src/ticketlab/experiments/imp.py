@@ -27,9 +27,10 @@ from typing import Callable
 import torch
 
 from ticketlab.data import Dataset
-from ticketlab.experiments.pruning import gradients_at, next_mask, scores_for
+from ticketlab.experiments.pruning import allocation
 from ticketlab.experiments.spec import ExperimentSpec
-from ticketlab.masks import CRITERIA, Mask
+from ticketlab.masks import Mask
+from ticketlab.masks.pipeline import GradientBatch, prune
 from ticketlab.masks.thresholding import keep_top
 from ticketlab.models import INIT_STDS, Network, build_model
 from ticketlab.seeds import derived_seed, generator
@@ -143,12 +144,10 @@ class Replicate:
         previous = self.mask(MAIN, level - 1)
         final = self.ensure(MAIN, level - 1)
         initial = self.start_weights(MAIN, level - 1)
-        grads = None
-        if CRITERIA.get(self.spec.pruning.criterion).needs_gradients:
-            grads = gradients_at(self.model, initial, previous, self.dataset, self.spec.training.batch_size,
-                                 derived_seed(self.seed, "gradients", level))
-        scores = scores_for(self.spec.pruning.criterion, initial, final, previous, grads)
-        return next_mask(self.spec, self.model, previous, scores, generator(self.seed, "prune", level))
+        batch = GradientBatch(self.model, self.dataset, self.spec.training.batch_size, self.seed, level)
+        return prune(self.spec.pruning.criterion, initial, final, previous,
+                     allocation(self.spec.pruning, self.model, previous), generator(self.seed, "prune", level),
+                     gradients=batch)
 
     def _random_mask_like(self, mask: Mask, level: int) -> Mask:
         g = generator(self.seed, "random_mask", level)

@@ -20,10 +20,11 @@ import torch
 
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
-from ticketlab.experiments.pruning import gradients_at, scores_for
-from ticketlab.masks import CRITERIA, Mask
-from ticketlab.masks.allocation import default_rates, prune_layerwise, rates_by_layer
+from ticketlab.masks import Mask
+from ticketlab.masks.allocation import Level, rates_by_layer
+from ticketlab.masks.pipeline import GradientBatch, check_inputs, prune
 from ticketlab.models import Network
+from ticketlab.schedules import paper_prune_rates
 from ticketlab.supermasks.weights import frozen_weights
 from ticketlab.training import evaluate
 
@@ -38,21 +39,25 @@ class CurvePoint:
 
 
 def level_masks(model: Network, model_name: str, initial: dict, final: dict, dataset: Dataset, *,
-                criterion: str = "large_final_same_sign", levels: int = PAPER_LEVELS, seed: int = 0) -> list[Mask]:
-    """The one-shot masks of levels 0..levels-1 (level p keeps (1 - r)^p of each layer)."""
+                criterion: str = "large_final_same_sign", levels: int = PAPER_LEVELS, seed: int = 0,
+                batch_size: int = 60) -> list[Mask]:
+    """The one-shot masks of levels 0..levels-1: level p prunes the dense network once and
+    keeps (1 - r)^p of each layer (`Level(rates, p)`), r its kind's rate for `model_name`.
+
+    Each level goes through the one pipeline (`ticketlab.masks.pipeline.prune`), ties broken
+    by a generator seeded with `seed`. Gradient criteria score on the batch of
+    `gradient_seed(seed, 1)`, as a one-shot IMP level 1 does; before the pipeline they used
+    the batch of `seed` itself. The default criterion reads no gradients, so Table 1's
+    init-mask results are unchanged.
+    """
     if levels < 1:
         raise TicketlabError(f"levels must be at least 1, got {levels}")
     dense = Mask.ones(model)
-    grads = None
-    if CRITERIA.get(criterion).needs_gradients:
-        grads = gradients_at(copy.deepcopy(model), initial, dense, dataset, 60, seed)
-    scores = scores_for(criterion, initial, final, dense, grads)
-    rates = rates_by_layer({name: model.layer_kind(name) for name in dense}, default_rates(model_name))
-    masks = []
-    for level in range(levels):
-        level_rates = {name: 1 - (1 - rate) ** level for name, rate in rates.items()}
-        masks.append(prune_layerwise(dense, scores, level_rates, torch.Generator().manual_seed(seed)))
-    return masks
+    gradients = GradientBatch(copy.deepcopy(model), dataset, batch_size, seed, level=1)
+    check_inputs(criterion, final, gradients)
+    rates = rates_by_layer({name: model.layer_kind(name) for name in dense}, paper_prune_rates(model_name))
+    return [prune(criterion, initial, final, dense, Level(rates, level), torch.Generator().manual_seed(seed),
+                  gradients=gradients) for level in range(levels)]
 
 
 @torch.no_grad()
