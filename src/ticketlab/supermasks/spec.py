@@ -99,7 +99,7 @@ class SupermaskSpec:
     def __post_init__(self):
         LEARNERS.get(self.learner)  # unknown names list the valid ones
         if self.weights not in WEIGHTS:
-            raise SpecError(f"supermask.weights: unknown {self.weights!r}; valid: {', '.join(WEIGHTS)}")
+            raise SpecError(f"supermask.weights: unknown {self.weights!r}; valid: {', '.join(WEIGHTS.names())}")
         if self.learner == "edge_popup":
             check_density(self.density)
         elif self.density is not None:
