@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ticketlab.errors import SpecError
+from ticketlab.masks.pipeline import STRATEGIES as PRUNING_STRATEGIES
 from ticketlab.schedules import PAPER_TRAINING, SMALL_DATA_TRAINING
 from ticketlab.training import TrainSpec
 
-STRATEGIES = ("layerwise", "global")
+STRATEGIES = tuple(PRUNING_STRATEGIES.names())  # the registry of masks.pipeline
 FIRST_SECTIONS = ("data", "model", "training", "pruning", "rewind")
 SECTIONS = FIRST_SECTIONS + ("ticket",)
 BASELINES = ("reinit", "random_mask")
