@@ -47,3 +47,35 @@ def test_curve_evaluates_the_masked_untrained_network(tiny_dataset):
             assert point.test_acc == evaluate(reference, tiny_dataset.test.x, tiny_dataset.test.y)[1]
             assert point.density == mask.density
     assert best_point(plain).test_acc == max(point.test_acc for point in plain)
+
+
+def test_init_mask_study_reads_weight_files_and_scores_with_them(tiny_dataset, tmp_path):
+    from ticketlab.store import save_tensors
+    from ticketlab.supermasks import init_mask_study
+
+    model, initial, final = initial_and_final(tiny_dataset)
+    save_tensors(tmp_path / "final.safetensors", final)
+    study = init_mask_study("lenet_300_100", tiny_dataset, levels=3, trained=tmp_path / "final.safetensors")
+    assert study.trained_acc is None and study.masks == level_masks(model, "lenet_300_100", initial, final,
+                                                                    tiny_dataset, levels=3)
+    assert set(study.curves) == {"init", "signed_constant"}
+    assert study.best("init") == best_point(study.curves["init"])
+
+
+def test_level_masks_of_gradient_criteria_score_on_the_batch_of_level_1(tiny_dataset):
+    import copy
+
+    from ticketlab.masks import Mask
+    from ticketlab.masks.allocation import Level
+    from ticketlab.masks.pipeline import GradientBatch, prune
+
+    model, initial, final = initial_and_final(tiny_dataset)
+    masks = level_masks(model, "lenet_300_100", initial, final, tiny_dataset, criterion="snip", levels=3, seed=2)
+    rates = {"fc1.weight": 0.2, "fc2.weight": 0.2, "fc3.weight": 0.1}
+
+    def level_2_on(level):
+        batch = GradientBatch(copy.deepcopy(model), tiny_dataset, 60, 2, level)
+        return prune("snip", initial, None, Mask.ones(model), Level(rates, 2), torch.Generator().manual_seed(2),
+                     gradients=batch)
+
+    assert masks[2] == level_2_on(1) and masks[2] != level_2_on(2)

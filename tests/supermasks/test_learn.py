@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ticketlab.errors import TicketlabError
-from ticketlab.experiments.seeds import generator
 from ticketlab.models import INIT_STDS, build_model
+from ticketlab.seeds import generator
 from ticketlab.supermasks import LEARNERS, SupermaskSpec, learn_supermask, paper_spec
 from ticketlab.training import TrainSpec, train
 

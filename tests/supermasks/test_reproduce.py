@@ -116,7 +116,7 @@ def test_cifar_rows_fall_back_to_the_jpeg_stand_in(monkeypatch, tmp_path):
     (["supermask", "learn", "--learner", "topk"], "valid names: bernoulli, edge_popup"),
     (["supermask", "learn", "--weights", "zeros"], "valid: init, signed_constant"),
     (["supermask", "init-masks", "--criterion", "largest"], "valid names"),
-    (["supermask", "init-masks", "--levels", "0"], "--levels must be at least 1"),
+    (["supermask", "init-masks", "--levels", "0"], "levels must be at least 1"),
 ])
 def test_bad_inputs_give_clear_errors(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *argv, *(["--runs-dir", str(tmp_path)] if argv[0] == "reproduce" else []))
@@ -142,3 +142,23 @@ def test_supermask_init_masks_prints_both_curves_and_checks_weight_files(capsys,
     save_tensors(tmp_path / "w.safetensors", {"fc1.weight": torch.ones(2, 2)})
     code, _, err = run(capsys, "supermask", "init-masks", "--trained", str(tmp_path / "w.safetensors"))
     assert code == 2 and "do not fit the model" in err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["supermask", "init-masks"], "unit"),  # as the Table 1 reproduction preprocesses
+    (["supermask", "learn"], "unit"),
+    (["supermask", "init-masks", "--normalization", "standard"], "standard"),
+])
+def test_supermask_commands_load_data_as_the_table_1_reproduction_does(capsys, monkeypatch, argv, expected):
+    import ticketlab.data
+    from ticketlab.supermasks.zhou2019 import NORMALIZATION
+
+    seen = []
+
+    def load_dataset(name, data_dir=None, **options):
+        seen.append(options["normalization"])
+        raise DataError("stop here")
+
+    monkeypatch.setattr(ticketlab.data, "load_dataset", load_dataset)
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "stop here" in err and seen == [expected] and NORMALIZATION == "unit"

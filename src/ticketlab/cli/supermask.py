@@ -7,47 +7,47 @@ import statistics
 from pathlib import Path
 
 from ticketlab.cli.common import add_data_dir
-from ticketlab.errors import TicketlabError
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
+    from ticketlab.data.prepare import NORMALIZATIONS
+    from ticketlab.supermasks.zhou2019 import NORMALIZATION
+
     parser.add_argument("--model", default="lenet_300_100", help="network (default: %(default)s)")
     parser.add_argument("--dataset", default="digits", help="data set (default: %(default)s)")
     parser.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
     add_data_dir(parser)
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default=NORMALIZATION,
+                        help="inputs to [0, 1] as Zhou et al.'s code and the Table 1 reproduction do, or to zero "
+                        "mean and unit variance (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, scores, masks and batches "
                         "(default: %(default)s)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
 
-def _setup(args: argparse.Namespace):
-    """(data set, freshly initialised model) for the common arguments."""
+def _dataset(args: argparse.Namespace):
     import torch
 
     from ticketlab.data import load_dataset
-    from ticketlab.models import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dataset = load_dataset(args.dataset, args.data_dir, path=args.dataset_path)
-    return dataset, build_model(args.model, dataset.input_shape, dataset.num_classes, seed=args.seed)
+    return load_dataset(args.dataset, args.data_dir, path=args.dataset_path, normalization=args.normalization)
 
 
 def _cmd_learn(args: argparse.Namespace) -> int:
-    from ticketlab.supermasks import learn_supermask, paper_spec
-    from ticketlab.training import Progress
+    from ticketlab.supermasks import WEIGHTS, learn_new_supermask, paper_spec
 
     given = {field: getattr(args, field) for field in
              ("weights", "density", "epochs", "lr", "momentum", "batch_size", "weight_decay", "eval_samples")}
     spec = paper_spec(args.learner, dwr=args.dwr, **{k: v for k, v in given.items() if v is not None})
-    dataset, model = _setup(args)
+    dataset = _dataset(args)
     schedule = spec.train_spec(len(dataset.train))
     print(f"learning a {spec.learner} supermask of {args.model} on {dataset.name} over its "
-          f"{'signed-constant' if spec.weights == 'signed_constant' else 'initial'} weights"
+          f"{WEIGHTS.get(spec.weights).title} weights"
           f"{' with DWR' if spec.dwr else ''}: {spec.epochs:g} epochs ({schedule.iterations} iterations), "
           f"SGD lr {spec.lr:g} ({spec.lr_schedule}), momentum {spec.momentum}, batch {spec.batch_size}, seed {args.seed}")
-    with Progress(f"{spec.learner}/{dataset.name}", schedule.iterations) as progress:
-        result = learn_supermask(model, dataset, spec, seed=args.seed, progress=progress)
+    result = learn_new_supermask(args.model, dataset, spec, seed=args.seed)
     if result.sampled_accs:
         spread = statistics.stdev(result.sampled_accs) if len(result.sampled_accs) > 1 else 0.0
         print(f"test accuracy, mean over {len(result.sampled_accs)} sampled masks: {result.accuracy:.2%} "
@@ -62,64 +62,29 @@ def _cmd_learn(args: argparse.Namespace) -> int:
 
 
 def _cmd_init_masks(args: argparse.Namespace) -> int:
-    from ticketlab.masks import CRITERIA
-    from ticketlab.supermasks import best_point, init_mask_curve, level_masks
+    from ticketlab.supermasks import init_mask_study
 
-    CRITERIA.get(args.criterion)  # before any training: unknown names list the valid ones
-    if args.levels < 1:
-        raise TicketlabError(f"--levels must be at least 1, got {args.levels}")
-    dataset, model = _setup(args)
-    initial = _load_weights(model, args.initial, "--initial") if args.initial else \
-        {name: value.clone() for name, value in model.state_dict().items()}
-    trained = _load_weights(model, args.trained, "--trained") if args.trained else \
-        _trained_weights(model, initial, dataset, args)
-    masks = level_masks(model, args.model, initial, trained, dataset, criterion=args.criterion,
-                        levels=args.levels, seed=args.seed)
-    curves = {kind: init_mask_curve(model, initial, masks, dataset, kind) for kind in ("init", "signed_constant")}
+    dataset = _dataset(args)
+    study = init_mask_study(args.model, dataset, criterion=args.criterion, levels=args.levels, seed=args.seed,
+                            initial=args.initial, trained=args.trained, iterations=args.iterations)
+    if study.trained_acc is not None:
+        print(f"trained {args.model} on {dataset.name} for {study.trained_iterations} iterations to score its "
+              f"weights: test accuracy {study.trained_acc:.2%}")
+    kinds = list(study.curves)
     print(f"\n{args.criterion} masks on the untrained network, test accuracy:")
-    print(f"{'level':>5} {'density':>8} {'init':>8} {'signed constant':>16}")
-    for plain, signed in zip(curves["init"], curves["signed_constant"]):
-        print(f"{plain.level:>5} {plain.density:>8.2%} {plain.test_acc:>8.2%} {signed.test_acc:>16.2%}")
-    for kind, points in curves.items():
-        best = best_point(points)
+    print(f"{'level':>5} {'density':>8}" + "".join(f" {kind:>16}" for kind in kinds))
+    for level, mask in enumerate(study.masks):
+        accs = "".join(f" {study.curves[kind][level].test_acc:>16.2%}" for kind in kinds)
+        print(f"{level:>5} {mask.density:>8.2%}{accs}")
+    for kind in kinds:
+        best = study.best(kind)
         print(f"best ({kind}): {best.test_acc:.2%} at level {best.level} ({best.density:.2%} of weights)")
     return 0
 
 
-def _load_weights(model, path: Path, flag: str) -> dict:
-    """The weights in the safetensors file `path`, checked against `model`'s parameters."""
-    from ticketlab.store import load_tensors
-
-    weights = load_tensors(path)
-    if weights is None:
-        raise TicketlabError(f"{flag}: {path} is not a readable safetensors file of weights")
-    for name, value in model.state_dict().items():
-        if name not in weights or weights[name].shape != value.shape:
-            raise TicketlabError(f"{flag}: the weights in {path} do not fit the model ({name!r} missing or of "
-                                 "another shape); were they saved for another model or data set?")
-    return weights
-
-
-def _trained_weights(model, initial: dict, dataset, args: argparse.Namespace) -> dict:
-    """Train a copy of the network from `initial` with the LTH paper's schedule (or --iterations)."""
-    import copy
-
-    from ticketlab.experiments.spec import PAPER_TRAINING
-    from ticketlab.training import Progress, TrainSpec, train
-
-    paper = PAPER_TRAINING.get(args.model, {})
-    iterations = args.iterations or paper.get("iterations", 50_000)
-    schedule = TrainSpec(**(paper | {"iterations": iterations, "eval_every": iterations}))
-    print(f"training {args.model} on {dataset.name} for {schedule.iterations} iterations to score its weights")
-    trained = copy.deepcopy(model)
-    trained.load_state_dict(initial)
-    with Progress(f"{args.model}/{dataset.name}", schedule.iterations) as progress:
-        result = train(trained, dataset, schedule, seed=args.seed, progress=progress)
-    print(f"trained network: test accuracy {result.final.test_acc:.2%}")
-    return {name: value.clone() for name, value in trained.state_dict().items()}
-
-
 def add_commands(commands) -> None:
+    from ticketlab.supermasks import LEARNERS, WEIGHTS
+
     parser = commands.add_parser(
         "supermask", help="learn supermasks over frozen weights, or evaluate masks on untrained networks",
         description="Supermasks (Zhou et al. 2019; Ramanujan et al. 2020): masks that make an untrained "
@@ -134,8 +99,9 @@ def add_commands(commands) -> None:
         "edge_popup (Ramanujan et al.) SGD lr 0.1 cosine, weight decay 1e-4, batch 128, 100 epochs, density 0.5.",
     )
     _add_common(learn)
-    learn.add_argument("--learner", default="bernoulli", help="bernoulli or edge_popup (default: %(default)s)")
-    learn.add_argument("--weights", help="init or signed_constant (default: the learner's paper choice)")
+    learn.add_argument("--learner", default="bernoulli",
+                       help=f"{' or '.join(LEARNERS.names())} (default: %(default)s)")
+    learn.add_argument("--weights", help=f"{' or '.join(WEIGHTS.names())} (default: the learner's paper choice)")
     learn.add_argument("--dwr", action="store_true", help="dynamic weight rescaling: scale each layer by "
                        "weights / weights kept")
     learn.add_argument("--density", type=float, help="edge_popup: fraction of each layer's weights kept")
@@ -153,7 +119,7 @@ def add_commands(commands) -> None:
         description="Score the weights of a trained network with a criterion, keep the best of each layer at "
         "25 one-shot prune levels, and evaluate the untrained network under each mask, with the kept weights "
         "at their initial values and at their signed constants. Without --trained, a network is trained first "
-        "with the LTH paper's schedule.",
+        "with the LTH paper's schedule. Inputs are scaled to [0, 1] by default, as in the Table 1 reproduction.",
     )
     _add_common(init)
     init.add_argument("--criterion", default="large_final_same_sign", help="mask criterion (default: %(default)s)")

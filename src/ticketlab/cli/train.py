@@ -10,14 +10,16 @@ from ticketlab.cli.common import add_data_dir
 from ticketlab.errors import TicketlabError
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from ticketlab.data.prepare import NORMALIZATIONS
     from ticketlab.training import TrainSpec
+    from ticketlab.training.spec import OPTIMIZERS
 
     defaults = TrainSpec()
     parser.add_argument("--model", default="lenet_300_100", help="network (default: %(default)s)")
     parser.add_argument("--dataset", default="digits", help="data set (default: %(default)s)")
     parser.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
     add_data_dir(parser)
-    parser.add_argument("--optimizer", choices=("adam", "sgd"), default=defaults.optimizer)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (default: %(default)s)")
     parser.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum (default: %(default)s)")
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
@@ -26,7 +28,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     length.add_argument("--iterations", type=int, help="training steps (default: 5 epochs)")
     length.add_argument("--epochs", type=float, help="training length in passes over the training split")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="evaluate every N steps (default: %(default)s)")
-    parser.add_argument("--normalization", choices=("standard", "unit"), default="standard",
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default="standard",
                         help="inputs to zero mean and unit variance, or to [0, 1] (default: %(default)s)")
     parser.add_argument("--val-size", type=int, help="examples held out of training for validation (default: per data set)")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")

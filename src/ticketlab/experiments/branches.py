@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ticketlab.experiments.pruning import gradients_at, next_mask, scores_for
-from ticketlab.experiments.seeds import derived_seed, generator
-from ticketlab.masks import CRITERIA, Mask
+from ticketlab.experiments.pruning import allocation
+from ticketlab.masks import Mask
+from ticketlab.masks.pipeline import GradientBatch, prune
 from ticketlab.masks.thresholding import keep_top
 from ticketlab.models import INIT_STDS
 from ticketlab.registry import Registry
+from ticketlab.seeds import generator
 from ticketlab.tickets import MASK0_ACTIONS, MASK1_ACTIONS
 
 if TYPE_CHECKING:
@@ -79,12 +80,10 @@ class TicketLine(Branch):
         previous = replicate.mask(MAIN, level - 1)
         final = replicate.trained(MAIN, level - 1)
         initial = self.start_weights(replicate, level - 1)
-        grads = None
-        if CRITERIA.get(spec.pruning.criterion).needs_gradients:
-            grads = gradients_at(replicate.model, initial, previous, replicate.dataset, spec.training.batch_size,
-                                 derived_seed(seed, "gradients", level))
-        scores = scores_for(spec.pruning.criterion, initial, final, previous, grads)
-        return next_mask(spec, replicate.model, previous, scores, generator(seed, "prune", level))
+        batch = GradientBatch(replicate.model, replicate.dataset, spec.training.batch_size, seed, level)
+        return prune(spec.pruning.criterion, initial, final, previous,
+                     allocation(spec.pruning, replicate.model, previous), generator(seed, "prune", level),
+                     gradients=batch)
 
     def start_weights(self, replicate, level):
         if level == 0:

@@ -19,21 +19,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ticketlab.errors import SpecError
+from ticketlab.masks.pipeline import STRATEGIES as PRUNING_STRATEGIES
+from ticketlab.schedules import PAPER_TRAINING, SMALL_DATA_TRAINING
 from ticketlab.training import TrainSpec
 
-STRATEGIES = ("layerwise", "global")
+STRATEGIES = tuple(PRUNING_STRATEGIES.names())  # the registry of masks.pipeline
 FIRST_SECTIONS = ("data", "model", "training", "pruning", "rewind")
 SECTIONS = FIRST_SECTIONS + ("ticket",)
 
-# Frankle & Carbin (2019), Figure 2: optimizer, learning rate, batch 60, training iterations.
-PAPER_TRAINING: dict[str, dict] = {
-    "lenet_300_100": dict(optimizer="adam", lr=1.2e-3, batch_size=60, iterations=50_000),
-    "conv2": dict(optimizer="adam", lr=2e-4, batch_size=60, iterations=20_000),
-    "conv4": dict(optimizer="adam", lr=3e-4, batch_size=60, iterations=25_000),
-    "conv6": dict(optimizer="adam", lr=3e-4, batch_size=60, iterations=30_000),
-}
-# The embedded default data set is tiny: a short schedule keeps `ticketlab imp` at about a minute.
-SMALL_DATA_TRAINING = dict(iterations=1_500, eval_every=50)
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
-from ticketlab.experiments.pruning import gradients_at, scores_for
 from ticketlab.masks import CRITERIA, Mask
-from ticketlab.masks.allocation import default_rates, prune_layerwise, rates_by_layer
-from ticketlab.models import Network
-from ticketlab.supermasks.weights import frozen_weights
-from ticketlab.training import evaluate
+from ticketlab.masks.allocation import Level, rates_by_layer
+from ticketlab.masks.pipeline import GradientBatch, check_inputs, prune
+from ticketlab.models import Network, build_model, load_weights
+from ticketlab.schedules import paper_prune_rates, paper_training
+from ticketlab.supermasks.weights import WEIGHTS, frozen_weights
+from ticketlab.training import Progress, TrainSpec, evaluate, train
 
 PAPER_LEVELS = 25
 
@@ -38,21 +40,25 @@ class CurvePoint:
 
 
 def level_masks(model: Network, model_name: str, initial: dict, final: dict, dataset: Dataset, *,
-                criterion: str = "large_final_same_sign", levels: int = PAPER_LEVELS, seed: int = 0) -> list[Mask]:
-    """The one-shot masks of levels 0..levels-1 (level p keeps (1 - r)^p of each layer)."""
+                criterion: str = "large_final_same_sign", levels: int = PAPER_LEVELS, seed: int = 0,
+                batch_size: int = 60) -> list[Mask]:
+    """The one-shot masks of levels 0..levels-1: level p prunes the dense network once and
+    keeps (1 - r)^p of each layer (`Level(rates, p)`), r its kind's rate for `model_name`.
+
+    Each level goes through the one pipeline (`ticketlab.masks.pipeline.prune`), ties broken
+    by a generator seeded with `seed`. Gradient criteria score on the batch of
+    `gradient_seed(seed, 1)`, as a one-shot IMP level 1 does; before the pipeline they used
+    the batch of `seed` itself. The default criterion reads no gradients, so Table 1's
+    init-mask results are unchanged.
+    """
     if levels < 1:
         raise TicketlabError(f"levels must be at least 1, got {levels}")
     dense = Mask.ones(model)
-    grads = None
-    if CRITERIA.get(criterion).needs_gradients:
-        grads = gradients_at(copy.deepcopy(model), initial, dense, dataset, 60, seed)
-    scores = scores_for(criterion, initial, final, dense, grads)
-    rates = rates_by_layer({name: model.layer_kind(name) for name in dense}, default_rates(model_name))
-    masks = []
-    for level in range(levels):
-        level_rates = {name: 1 - (1 - rate) ** level for name, rate in rates.items()}
-        masks.append(prune_layerwise(dense, scores, level_rates, torch.Generator().manual_seed(seed)))
-    return masks
+    gradients = GradientBatch(copy.deepcopy(model), dataset, batch_size, seed, level=1)
+    check_inputs(criterion, final, gradients)
+    rates = rates_by_layer({name: model.layer_kind(name) for name in dense}, paper_prune_rates(model_name))
+    return [prune(criterion, initial, final, dense, Level(rates, level), torch.Generator().manual_seed(seed),
+                  gradients=gradients) for level in range(levels)]
 
 
 @torch.no_grad()
@@ -73,3 +79,63 @@ def init_mask_curve(model: Network, initial: dict, masks: list[Mask], dataset: D
 def best_point(points: list[CurvePoint]) -> CurvePoint:
     """The level with the highest test accuracy (the paper's protocol for Table 1)."""
     return max(points, key=lambda point: point.test_acc)
+
+
+def trained_weights(model: Network, model_name: str, initial: dict, dataset: Dataset, *, seed: int = 0,
+                    iterations: int | None = None, show_progress: bool | None = None) -> tuple[dict, float]:
+    """(weights, test accuracy) of a copy of `model` trained from `initial` with the LTH
+    paper's schedule for `model_name` (Frankle & Carbin 2019; 50k iterations otherwise),
+    `iterations` replacing its length; `model` is left untouched."""
+    paper = paper_training(model_name)
+    iterations = iterations or paper.get("iterations", 50_000)
+    schedule = TrainSpec(**(paper | {"iterations": iterations, "eval_every": iterations}))
+    trained = copy.deepcopy(model)
+    trained.load_state_dict(initial)
+    label = f"{model_name}/{dataset.name}"
+    with Progress(label, schedule.iterations, enabled=show_progress) as progress:
+        result = train(trained, dataset, schedule, seed=seed, progress=progress)
+    return {name: value.clone() for name, value in trained.state_dict().items()}, result.final.test_acc
+
+
+@dataclass(frozen=True)
+class InitMaskStudy:
+    """A criterion's masks at every level, evaluated on the untrained network per weights kind."""
+
+    criterion: str
+    masks: list[Mask]
+    curves: dict[str, list[CurvePoint]]  # weights kind ("init", "signed_constant") -> one point per level
+    trained_acc: float | None  # test accuracy of the network trained here; None when trained weights were given
+    trained_iterations: int | None
+
+    def best(self, kind: str) -> CurvePoint:
+        return best_point(self.curves[kind])
+
+
+def init_mask_study(model_name: str, dataset: Dataset, *, criterion: str = "large_final_same_sign",
+                    levels: int = PAPER_LEVELS, seed: int = 0, initial: str | Path | None = None,
+                    trained: str | Path | None = None, iterations: int | None = None,
+                    show_progress: bool | None = None) -> InitMaskStudy:
+    """Zhou et al.'s (2019) init masks for `model_name` drawn from `seed`: score its weights by
+    `criterion` from the initial and trained weights, build the one-shot masks of levels
+    0..levels-1 and evaluate the untrained network under each, with the kept weights at
+    every supermask weights kind.
+
+    `initial` and `trained` are safetensors weight files (checked to fit `model`); without
+    `initial` the model's own weights are the initial ones, without `trained` a copy is
+    trained first with the LTH paper's schedule (`iterations` replacing its length). Bad
+    arguments are refused before any training.
+    """
+    CRITERIA.get(criterion)  # unknown names list the valid ones
+    if levels < 1:
+        raise TicketlabError(f"levels must be at least 1, got {levels}")
+    model = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
+    start = load_weights(model, initial) if initial else {n: v.clone() for n, v in model.state_dict().items()}
+    final = load_weights(model, trained) if trained else None
+    trained_acc = trained_iterations = None
+    if final is None:
+        trained_iterations = iterations or paper_training(model_name).get("iterations", 50_000)
+        final, trained_acc = trained_weights(model, model_name, start, dataset, seed=seed,
+                                             iterations=trained_iterations, show_progress=show_progress)
+    masks = level_masks(model, model_name, start, final, dataset, criterion=criterion, levels=levels, seed=seed)
+    curves = {kind: init_mask_curve(model, start, masks, dataset, kind) for kind in WEIGHTS.names()}
+    return InitMaskStudy(criterion, masks, curves, trained_acc, trained_iterations)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from ticketlab.data import Dataset, Split
-from ticketlab.experiments.seeds import generator
 from ticketlab.masks import Mask
-from ticketlab.models import Network
+from ticketlab.models import Network, build_model
+from ticketlab.seeds import generator
 from ticketlab.supermasks.layers import learned_mask, masked_layers, to_supermask
 from ticketlab.supermasks.masking import BernoulliMask
 from ticketlab.supermasks.spec import LEARNERS, SupermaskSpec
@@ -55,6 +55,16 @@ def learn_supermask(model: Network, dataset: Dataset, spec: SupermaskSpec, *, se
                      lr_factor=spec.lr_factor(schedule.iterations))
     sampled, deterministic = evaluate_supermask(model, dataset.test, spec.eval_samples, seed)
     return SupermaskResult(sampled, deterministic, learned_mask(model), expected_density(model), training)
+
+
+def learn_new_supermask(model_name: str, dataset: Dataset, spec: SupermaskSpec, *, seed: int,
+                        evaluations: int = 10, show_progress: bool | None = None) -> SupermaskResult:
+    """Draw `model_name` for `dataset` from `seed` and learn a supermask over its frozen
+    weights (`learn_supermask`); progress shows on a terminal unless `show_progress` says."""
+    model = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
+    iterations = spec.train_spec(len(dataset.train), evaluations).iterations
+    with Progress(f"{spec.learner}/{dataset.name}", iterations, enabled=show_progress) as progress:
+        return learn_supermask(model, dataset, spec, seed=seed, evaluations=evaluations, progress=progress)
 
 
 def evaluate_supermask(model: Network, split: Split, samples: int, seed: int) -> tuple[list[float], float]:

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import torch
 
 from ticketlab.errors import SpecError
-from ticketlab.experiments.seeds import generator
 from ticketlab.models import fans
 from ticketlab.registry import Registry
+from ticketlab.seeds import generator
 from ticketlab.supermasks.layers import MaskFn, ScoreInit
 from ticketlab.supermasks.masking import BernoulliMask, TopKMask, check_density
 from ticketlab.supermasks.weights import WEIGHTS
@@ -99,7 +99,7 @@ class SupermaskSpec:
     def __post_init__(self):
         LEARNERS.get(self.learner)  # unknown names list the valid ones
         if self.weights not in WEIGHTS:
-            raise SpecError(f"supermask.weights: unknown {self.weights!r}; valid: {', '.join(WEIGHTS)}")
+            raise SpecError(f"supermask.weights: unknown {self.weights!r}; valid: {', '.join(WEIGHTS.names())}")
         if self.learner == "edge_popup":
             check_density(self.density)
         elif self.density is not None:

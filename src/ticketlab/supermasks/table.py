@@ -10,7 +10,7 @@ import csv
 import io
 from dataclasses import asdict, dataclass
 
-from ticketlab.experiments.spec import PAPER_TRAINING
+from ticketlab.schedules import PAPER_TRAINING
 from ticketlab.supermasks.reproduce import STAND_IN, Reproduction
 from ticketlab.supermasks.spec import LEARNERS, paper_spec
 from ticketlab.supermasks.zhou2019 import COLUMNS, NETWORKS, PAPER_TABLE1, ROW_TITLES

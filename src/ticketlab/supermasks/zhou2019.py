@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from ticketlab.data import DATASETS
 from ticketlab.errors import SpecError
-from ticketlab.experiments.spec import PAPER_TRAINING
 from ticketlab.masks import CRITERIA
+from ticketlab.schedules import PAPER_TRAINING
 from ticketlab.supermasks.init_masks import PAPER_LEVELS
 from ticketlab.supermasks.spec import paper_spec
 from ticketlab.training import TrainSpec
