@@ -76,16 +76,21 @@ def _cmd_imp(args: argparse.Namespace) -> int:
 def add_spec_arguments(parser: argparse.ArgumentParser):
     """The spec file, the flags that override its fields, seeds and parallelism (shared with
     `deconstruct`); returns the "replicates and execution" group for further flags."""
+    from ticketlab.data.prepare import NORMALIZATIONS
+    from ticketlab.engine import EXECUTORS
+    from ticketlab.masks.pipeline import STRATEGIES
+    from ticketlab.training.spec import OPTIMIZERS
+
     parser.add_argument("spec", nargs="?", type=Path, help="experiment spec (TOML)")
     group = parser.add_argument_group("data and model")
     group.add_argument("--dataset", help="data set name (see `ticketlab data list`)")
     group.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
     group.add_argument("--val-size", type=int, help="validation examples held out of training")
-    group.add_argument("--normalization", choices=("standard", "unit"),
+    group.add_argument("--normalization", choices=NORMALIZATIONS,
                        help="inputs to zero mean and unit variance (standard) or to [0, 1] (unit)")
     group.add_argument("--model", help="lenet_300_100, conv2, conv4 or conv6")
     group = parser.add_argument_group("training (default: the paper's schedule for the model)")
-    group.add_argument("--optimizer", choices=("adam", "sgd"))
+    group.add_argument("--optimizer", choices=OPTIMIZERS)
     group.add_argument("--lr", type=float)
     group.add_argument("--batch-size", type=int)
     group.add_argument("--iterations", type=int, help="training iterations per level")
@@ -93,7 +98,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--weight-decay", type=float)
     group = parser.add_argument_group("pruning and rewinding")
     group.add_argument("--criterion", help="mask criterion (default magnitude)")
-    group.add_argument("--strategy", choices=("layerwise", "global"))
+    group.add_argument("--strategy", choices=STRATEGIES.names())
     group.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
     group.add_argument("--target-density", type=float, help="prune until this fraction of weights remains")
     group.add_argument("--one-shot", action="store_true", help="prune straight to --target-density in one level")
@@ -104,7 +109,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group = parser.add_argument_group("replicates and execution")
     group.add_argument("--seeds", type=csv_list(int), help="comma-separated replicate seeds, e.g. 0,1,2")
     group.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
-    group.add_argument("--executor", default="local", metavar="NAME",
+    group.add_argument("--executor", default="local", choices=EXECUTORS.names(),
                        help="where tasks run: local (processes on this machine) or ray (a Ray cluster; "
                        "pip install 'ticketlab[ray]')")
     group.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT (default: start a "

@@ -38,6 +38,8 @@ def _cmd_zhou2019(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
+    from ticketlab.engine import EXECUTORS
+
     parser = commands.add_parser(
         "reproduce", help="rerun a paper's table beside the paper's numbers",
         description="Rerun a paper's table and print it beside the paper's numbers with the difference "
@@ -63,7 +65,7 @@ def add_commands(commands) -> None:
     zhou.add_argument("--jobs", type=int, default=1, help="cells run in parallel, one thread each (default: %(default)s)")
     zhou.add_argument("--threads", type=int, help="torch threads when --jobs is 1")
     add_data_dir(zhou)
-    zhou.add_argument("--executor", default="local", metavar="NAME", help="local or ray (default: %(default)s)")
+    zhou.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="local or ray (default: %(default)s)")
     zhou.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
     add_runs_dir(zhou)
     zhou.add_argument("--out", type=Path, help="where the tables are written (default: <runs-dir>/zhou2019); "

@@ -40,12 +40,13 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {args.runs_dir}")
         return 0
-    print(f"{'run':<13} {'created':<17} {'model':<14} {'data':<14} {'criterion':<12} levels  {'seeds':<8} "
-          "done (level trainings: done/planned)")
+    sweeps = {run_id: sweep_id for sweep_id, _, _ in store.sweeps() for run_id in store.sweep_runs(sweep_id)}
+    print(f"{'run':<13} {'sweep':<13} {'created':<17} {'model':<14} {'data':<14} {'criterion':<12} levels  "
+          f"{'seeds':<8} done (level trainings: done/planned)")
     for run_id, spec, created in runs:
         pruning = spec.get("pruning", {})
         seeds = ",".join(map(str, spec.get("seeds", []))) or "-"
-        print(f"{run_id:<13} {time.strftime('%Y-%m-%d %H:%M', time.localtime(created)):<17} "
+        print(f"{run_id:<13} {sweeps.get(run_id, '-'):<13} {time.strftime('%Y-%m-%d %H:%M', time.localtime(created)):<17} "
               f"{spec.get('model', {}).get('name', '?'):<14} {spec.get('data', {}).get('name', '?'):<14} "
               f"{pruning.get('criterion', '?'):<12} {pruning.get('levels', '?'):>6}  {seeds:<8} "
               f"{progress_text(spec, store.levels(run_id))}")

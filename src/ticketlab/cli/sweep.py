@@ -36,6 +36,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
+    from ticketlab.engine import EXECUTORS
+
     parser = commands.add_parser(
         "sweep", help="run a grid of experiments (seeds x criteria x rates x data sets x any field)",
         description="Run (or resume) every run of a sweep file -- a base experiment spec and a [grid] of spec "
@@ -45,7 +47,7 @@ def add_commands(commands) -> None:
     )
     parser.add_argument("file", type=Path, help="sweep file (TOML)")
     parser.add_argument("--jobs", type=int, default=1, help="tasks at a time, one thread each (default: %(default)s)")
-    parser.add_argument("--executor", default="local", metavar="NAME",
+    parser.add_argument("--executor", default="local", choices=EXECUTORS.names(),
                         help="local (processes on this machine) or ray (default: %(default)s)")
     parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
     parser.add_argument("--threads", type=int, default=1, help="torch threads when --jobs is 1 (default: %(default)s)")

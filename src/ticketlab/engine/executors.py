@@ -158,6 +158,8 @@ def run_ray(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, 
     started_here = not ray.is_initialized()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every finished level is news: print each one
     if started_here:
+        if address and address != "auto":
+            _check_reachable(address)
         began = time.perf_counter()
         options = dict(address=address) if address else dict(num_cpus=jobs)
         try:
@@ -177,6 +179,18 @@ def run_ray(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, 
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when nothing listens at `address`."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as error:
+        raise TicketlabError(f"could not reach the Ray cluster at {address} ({error}); start one with "
+                             "`ray start --head`, or leave out --address for a local one") from None
 
 
 def _ray_result(ref):
