@@ -6,7 +6,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir
+from ticketlab.cli.common import add_data_dir, add_threads, apply_threads
 from ticketlab.errors import TicketlabError
 
 
@@ -17,18 +17,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser)
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, scores, masks and batches "
                         "(default: %(default)s)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_threads(parser)
 
 
 def _setup(args: argparse.Namespace):
     """(data set, freshly initialised model) for the common arguments."""
-    import torch
-
     from ticketlab.data import load_dataset
     from ticketlab.models import build_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     dataset = load_dataset(args.dataset, args.data_dir, path=args.dataset_path)
     return dataset, build_model(args.model, dataset.input_shape, dataset.num_classes, seed=args.seed)
 
