@@ -42,6 +42,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """An argparse type: a seed in [0, 2**32), the range every seeded generator here accepts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**32), got {value}")
+    return value
+
+
 def add_threads(parser) -> None:
     """`--threads`, for every command that trains in this process."""
     parser.add_argument(

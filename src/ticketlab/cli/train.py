@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_threads, apply_threads
+from ticketlab.cli.common import add_data_dir, add_threads, apply_threads, seed_int
 from ticketlab.errors import TicketlabError
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalization", choices=("standard", "unit"), default="standard",
                         help="inputs to zero mean and unit variance, or to [0, 1] (default: %(default)s)")
     parser.add_argument("--val-size", type=int, help="examples held out of training for validation (default: per data set)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")
     parser.add_argument("--mask", type=Path, help="a mask file (safetensors) to train the sparse network it keeps")
     add_threads(parser)
 
