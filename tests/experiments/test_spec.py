@@ -43,6 +43,7 @@ def test_malformed_specs_name_the_field(data, field):
         ({"pruning": {"rates": {"output": 0.9}, "levels": 40}}, "no weights"),
         ({"pruning": {"strategy": "global", "exclude": ["fc9.weight"]}}, r"pruning\.exclude"),
         ({"seeds": [-1]}, r"seeds: -1 is out of range"),
+        ({"rewind": {"epochs": float("nan")}}, r"rewind\.epochs must be a finite number"),
         ({"seeds": [0, 2**32]}, r"seeds: 4294967296 is out of range"),
         ({"pruning": {"levels": 5, "target_density": 0.5}}, r"pruning\.levels = 5 and pruning\.target_density = 0\.5 .*takes 4 levels"),
         ({"pruning": {"one_shot": True, "target_density": 0.1, "levels": 3}}, r"one_shot .*pruning\.levels = 3"),

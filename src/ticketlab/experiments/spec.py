@@ -332,8 +332,8 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
     rewind = spec.rewind
     iteration = rewind.iteration
     if rewind.epochs is not None:
-        if rewind.epochs < 0:
-            raise SpecError(f"rewind.epochs must be >= 0, got {rewind.epochs}")
+        if not (math.isfinite(rewind.epochs) and rewind.epochs >= 0):
+            raise SpecError(f"rewind.epochs must be a finite number >= 0, got {rewind.epochs}")
         iteration = round(rewind.epochs * math.ceil(train_examples / schedule.batch_size))
     if not 0 <= iteration < schedule.iterations:
         raise SpecError(
