@@ -15,7 +15,7 @@ Measured on a 2-core machine shared with other work (`ticketlab train --dataset 
 threads 1.1-1.7 s; beside one busy process (`python -c 'while 1: pass'`), 1 thread 2.0-3.4 s
 but 2 threads 7.1-28.5 s. Torch's default (one thread per core) collapses as soon as another
 process wants a core; one thread never does and loses little on these small networks. Use
-`--jobs` to use more cores.
+`--jobs` (imp, deconstruct, reproduce) to use more cores.
 """
 
 OMP_WAIT_POLICY = "PASSIVE"
