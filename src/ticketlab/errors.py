@@ -18,4 +18,4 @@ class SpecError(TicketlabError):
 
 
 class DivergedError(TicketlabError):
-    """Training produced a NaN or infinite loss."""
+    """Training diverged: a NaN or infinite loss, or one far above its start (`training.loop.diverged`)."""

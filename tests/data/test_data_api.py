@@ -1,6 +1,7 @@
 """Names, missing files, downloads (faked: tests never touch the network), file checks."""
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def test_check_files_reports_each_state(tmp_path, write_idx):
     label_file.write_bytes(gzip.compress(b"something else"))
     report = check_files("mnist", tmp_path)
     status = {s.file.name: s for s in report.files}
-    assert status["t10k-images-idx3-ubyte.gz"].status == "verified"
+    assert status["t10k-images-idx3-ubyte.gz"].status == "stamped"  # checked above, not re-read
+    assert check_files("mnist", tmp_path, rehash=True).files[2].status == "verified"
     assert status[label_file.name].status == "corrupt" and not report.ok
     assert str(label_file) in status[label_file.name].detail
     assert f"corrupt   {label_file}" in str(report)
@@ -108,3 +110,19 @@ def test_resolve_data_dir_order(tmp_path, monkeypatch, user_cache):
     assert resolve_data_dir() == tmp_path / "env"
     assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
     assert resolve_data_dir("~/x") == Path.home() / "x"
+
+
+def test_a_stamp_is_reported_as_a_stamp_and_rehash_finds_bytes_changed_in_place(tmp_path, write_idx):
+    write_idx(tmp_path)
+    assert {s.status for s in check_files("mnist", tmp_path).files} == {"verified"}
+    path = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    before = path.stat()
+    raw = bytearray(path.read_bytes())
+    raw[-9] ^= 0xFF  # inside the gzip trailer (CRC): same size
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    report = check_files("mnist", tmp_path)
+    assert {s.status for s in report.files} == {"stamped"}
+    assert "size and mtime match the stamp" in str(report) and "--rehash" in str(report)
+    rehashed = {s.file.name: s.status for s in check_files("mnist", tmp_path, rehash=True).files}
+    assert rehashed[path.name] == "corrupt" and rehashed["t10k-images-idx3-ubyte.gz"] == "verified"

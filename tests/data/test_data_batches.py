@@ -57,3 +57,9 @@ def test_bad_sizes():
     assert len(empty) == 0 and list(empty) == []
     with pytest.raises(DataError, match="cannot draw batches forever"):
         next(empty.forever())
+
+
+def test_a_negative_seed_is_a_data_error_not_a_numpy_traceback():
+    with pytest.raises(DataError, match="batch seed must be a non-negative integer, got -1"):
+        BatchIterator(split(), 4, seed=-1)
+    assert len(list(BatchIterator(split(), 4, seed=2**63 - 1))) > 0  # derived 63-bit seeds stay valid

@@ -6,7 +6,6 @@ from ticketlab.errors import TicketlabError
 from ticketlab.experiments import Replicate, prepare, run_experiment, spec_from_dict
 from ticketlab.masks import Mask
 from ticketlab.masks.allocation import kept_after
-from ticketlab.masks.thresholding import keep_top
 from ticketlab.store import ResultsStore, load_tensors
 
 BASE = {"training": {"iterations": 40, "eval_every": 10, "batch_size": 32}, "pruning": {"levels": 3}}

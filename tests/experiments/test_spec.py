@@ -42,6 +42,16 @@ def test_malformed_specs_name_the_field(data, field):
         ({"pruning": {"one_shot": True}}, "target_density"),
         ({"pruning": {"rates": {"output": 0.9}, "levels": 40}}, "no weights"),
         ({"pruning": {"strategy": "global", "exclude": ["fc9.weight"]}}, r"pruning\.exclude"),
+        ({"seeds": [-1]}, r"seeds: -1 is out of range"),
+        ({"rewind": {"epochs": float("nan")}}, r"rewind\.epochs must be a finite number"),
+        ({"seeds": [0, 2**32]}, r"seeds: 4294967296 is out of range"),
+        ({"pruning": {"levels": 5, "target_density": 0.5}}, r"pruning\.levels = 5 and pruning\.target_density = 0\.5 .*takes 4 levels"),
+        ({"pruning": {"one_shot": True, "target_density": 0.1, "levels": 3}}, r"one_shot .*pruning\.levels = 3"),
+        ({"pruning": {"global_rate": 0.3}}, r"pruning\.global_rate = 0\.3 is only for strategy = \"global\""),
+        ({"pruning": {"exclude": ["fc3.weight"]}}, r"pruning\.exclude is only for strategy = \"global\""),
+        ({"pruning": {"strategy": "global", "rates": {"fc": 0.5}}}, r"pruning\.rates are only for strategy = \"layerwise\""),
+        ({"pruning": {"levels": 200}}, r"level \d+ would prune no weights"),
+        ({"pruning": {"strategy": "global", "levels": 200}}, r"level \d+ would prune no weights"),
     ],
 )
 def test_invalid_values_are_refused_before_training(data, message, tmp_path):
@@ -92,3 +102,36 @@ def test_missing_or_broken_spec_file(tmp_path):
     (tmp_path / "bad.toml").write_text("[pruning\nlevels = 3")
     with pytest.raises(SpecError, match="not valid TOML"):
         load_spec(tmp_path / "bad.toml")
+
+
+def test_binary_spec_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SpecError, match=r"weights\.safetensors is not a text file"):
+        load_spec(path)
+    with pytest.raises(SpecError, match="cannot be read"):
+        load_spec(tmp_path)
+
+
+@pytest.mark.parametrize("strategy", ["layerwise", "global"])
+def test_levels_stop_at_the_last_level_that_still_prunes(tmp_path, strategy):
+    with pytest.raises(SpecError, match=r"the last level that still prunes is (\d+)") as info:
+        resolved({"pruning": {"strategy": strategy, "levels": 200}}, tmp_path)
+    last = int(info.value.args[0].split("the last level that still prunes is ")[1].split(":")[0])
+    assert 10 < last < 200
+    assert resolved({"pruning": {"strategy": strategy, "levels": last}}, tmp_path).pruning.levels == last
+    with pytest.raises(SpecError, match=f"level {last + 1} would prune no weights"):
+        resolved({"pruning": {"strategy": strategy, "levels": last + 1}}, tmp_path)
+
+
+@pytest.mark.parametrize("pruning", [
+    {"target_density": 0.05}, {"one_shot": True, "target_density": 0.1},
+    {"strategy": "global", "global_rate": 0.3, "target_density": 0.2, "exclude": ["fc3.weight"]},
+])
+def test_a_resolved_spec_resolves_to_itself(tmp_path, pruning):
+    # A run's spec.toml holds levels *and* the target_density they came from: it must load again.
+    once = resolved({"pruning": pruning}, tmp_path)
+    path = tmp_path / "spec.toml"
+    path.write_text(once.to_toml())
+    twice, _ = prepare(load_spec(path), tmp_path / "again", dataset=make_tiny_dataset())
+    assert twice.spec == once and twice.run_id == once.run_id()

@@ -59,3 +59,43 @@ def test_is_inside():
     outer = Mask({"a": torch.tensor([True, True, False])})
     inner = Mask({"a": torch.tensor([True, False, False])})
     assert inner.is_inside(outer) and not outer.is_inside(inner)
+
+
+def _saved(tmp_path):
+    mask = Mask({"a": torch.tensor([True, False, True, False]), "b": torch.tensor([[False, True], [True, True]])})
+    path = tmp_path / "m.safetensors"
+    mask.save(path)
+    return mask, path
+
+
+def _flip(path, offset_from_end: int, bits: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-offset_from_end] ^= bits
+    path.write_bytes(bytes(raw))
+
+
+def test_a_bit_flip_that_still_reads_as_a_mask_is_caught_by_the_checksum(tmp_path):
+    mask, path = _saved(tmp_path)
+    # the data section ends with b's 4 bytes [0, 1, 1, 1]; 0 -> 1 keeps a valid bool
+    _flip(path, 4, 0x01)
+    with pytest.raises(TicketlabError, match=r"m\.safetensors is damaged.*checksum"):
+        Mask.load(path)
+
+
+def test_a_byte_that_is_not_0_or_1_is_refused_even_without_a_checksum(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "old.safetensors"
+    save_file({"a": torch.tensor([True, False, True])}, str(path))  # as older versions and IMP runs save
+    assert Mask.load(path) == Mask({"a": torch.tensor([True, False, True])})
+    _flip(path, 3, 0x02)  # True -> byte 3
+    with pytest.raises(TicketlabError, match=r"old\.safetensors: entry 'a' holds values other than 0 and 1"):
+        Mask.load(path)
+
+
+def test_a_mask_file_of_another_dtype_names_the_entry(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.ones(3)}, str(tmp_path / "f.safetensors"))
+    with pytest.raises(TicketlabError, match="entry 'a' is torch.float32, not bool"):
+        Mask.load(tmp_path / "f.safetensors")

@@ -1,6 +1,5 @@
 """A deleted or damaged results.sqlite is rebuilt from the run folders, losing nothing."""
 
-import os
 
 import pytest
 

@@ -111,7 +111,6 @@ def test_cifar_rows_fall_back_to_the_jpeg_stand_in(monkeypatch, tmp_path):
     (["reproduce", "zhou2019", "--networks", "fc,resnet20"], "unknown network 'resnet20'; valid: fc, conv2, conv4, conv6"),
     (["reproduce", "zhou2019", "--epochs", "-1"], "epochs must be positive"),
     (["reproduce", "zhou2019", "--dataset", "imagenet"], "valid names"),
-    (["reproduce", "zhou2019", "--jobs", "0", "--dataset", "digits"], "jobs must be at least 1"),
     (["supermask", "learn", "--learner", "edge_popup", "--density", "1.5"], r"\(0, 1\]"),
     (["supermask", "learn", "--learner", "topk"], "valid names: bernoulli, edge_popup"),
     (["supermask", "learn", "--weights", "zeros"], "valid: init, signed_constant"),

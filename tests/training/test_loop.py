@@ -9,6 +9,7 @@ from ticketlab.errors import DivergedError, SpecError
 from ticketlab.masks import Mask
 from ticketlab.models import build_model
 from ticketlab.training import TrainSpec, WeightConstraints, train
+from ticketlab.training.loop import diverged
 
 SPEC = TrainSpec(lr=3e-3, batch_size=32, iterations=60, eval_every=20)
 
@@ -87,8 +88,21 @@ def test_no_validation_split_means_early_stop_is_final():
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"optimizer": "rmsprop"}, "optimizer"), ({"lr": 0}, "lr"), ({"iterations": 0}, "iterations"), ({"batch_size": 1.5}, "batch_size")],
+    [({"optimizer": "rmsprop"}, "optimizer"), ({"lr": 0}, "lr"), ({"iterations": 0}, "iterations"), ({"batch_size": 1.5}, "batch_size"),
+     ({"batch_size": 0}, "batch_size"), ({"eval_every": 0}, "eval_every"), ({"lr": float("inf")}, "lr"),
+     ({"weight_decay": float("nan")}, "weight_decay"), ({"momentum": 1.0}, "momentum")],
 )
 def test_invalid_train_spec_names_the_field(kwargs, field):
     with pytest.raises(SpecError, match=field):
         TrainSpec(**kwargs)
+
+
+def test_a_huge_learning_rate_that_never_overflows_is_called_divergence(tiny_dataset):
+    # Adam at lr 1e6 leaves finite losses of ~1e5 and chance accuracy: not NaN, still diverged.
+    with pytest.raises(DivergedError, match=r"diverged at iteration \d+: .*Lower the learning rate \(now 1e\+06\)"):
+        run(tiny_dataset, TrainSpec(lr=1e6, batch_size=32, iterations=60, eval_every=20))
+
+
+def test_divergence_is_a_thousand_times_the_starting_loss():
+    assert not diverged(999.0, 1.0) and diverged(1001.0, 1.0)
+    assert diverged(float("nan"), 1.0) and diverged(float("inf"), 1.0)

@@ -17,7 +17,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
                 print(f"{'':<16}{file}")
         return 0
     if args.data_command == "check":
-        report = data.check_files(args.name, args.data_dir)
+        report = data.check_files(args.name, args.data_dir, rehash=args.rehash)
         print(report)
         return 0 if getattr(report, "ok", True) else 1
     data.fetch(args.name, args.data_dir)
@@ -35,4 +35,8 @@ def add_commands(commands) -> None:
         sub = actions.add_parser(action, help=text, description=text)
         sub.add_argument("name", help="data set name (see `ticketlab data list`)")
         add_data_dir(sub)
+        if action == "check":
+            sub.add_argument("--rehash", action="store_true",
+                             help="hash every file again instead of trusting the stamp (size and mtime) an "
+                             "earlier check left; catches bytes changed in place")
     parser.set_defaults(run=_cmd_data)

@@ -7,20 +7,17 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir, csv_list
+from ticketlab.cli.common import add_data_dir, add_runs_dir, apply_threads, csv_list
 from ticketlab.cli.imp import add_spec_arguments, spec_from_args
 
 
 def _cmd_deconstruct(args: argparse.Namespace) -> int:
-    import torch
-
     from ticketlab.experiments import print_level
     from ticketlab.experiments.deconstruct import plan, run_sweep, study_table
     from ticketlab.plots.deconstruct import plot_study
     from ticketlab.store import ResultsStore
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     lists = {"criteria": args.criteria, "mask1": args.mask1, "mask0": args.mask0}
     names = {study: lists.get(study) for study in args.studies}
     sweep, dataset = plan(spec_from_args(args), names, args.runs_dir, args.data_dir)

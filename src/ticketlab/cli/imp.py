@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir, csv_list
+from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, csv_list, positive_int
 
 # flag -> (spec section, key); the flag's value overrides the spec file's.
 OVERRIDES = {
@@ -45,15 +45,12 @@ def spec_from_args(args: argparse.Namespace):
 
 
 def _cmd_imp(args: argparse.Namespace) -> int:
-    import torch
-
     from ticketlab.experiments import prepare, print_level, run_experiment
     from ticketlab.plots import plot_runs
     from ticketlab.store import ResultsStore
     from ticketlab.store.report import level_table, summarise
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     spec = spec_from_args(args)
     experiment, dataset = prepare(spec, args.runs_dir, args.data_dir)
     resolved = experiment.spec
@@ -108,15 +105,13 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--rewind-epochs", type=float, help="the rewind point in epochs instead")
     group = parser.add_argument_group("replicates and execution")
     group.add_argument("--seeds", type=csv_list(int), help="comma-separated replicate seeds, e.g. 0,1,2")
-    group.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
+    group.add_argument("--jobs", type=positive_int, default=1, help="parallel processes (1 thread each)")
     group.add_argument("--executor", default="local", choices=EXECUTORS.names(),
                        help="where tasks run: local (processes on this machine) or ray (a Ray cluster; "
                        "pip install 'ticketlab[ray]')")
     group.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT (default: start a "
                        "local one of --jobs CPUs)")
-    group.add_argument("--threads", type=int, default=1,
-                       help="torch threads when --jobs is 1: one is fastest for small networks and does not "
-                       "collapse when other processes share the cores; use --jobs to use more cores")
+    add_threads(group)
     return group
 
 

@@ -7,19 +7,16 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir
+from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, positive_int
 
 
 def _cmd_zhou2019(args: argparse.Namespace) -> int:
-    import torch
-
     from ticketlab.store import atomic_write_bytes
     from ticketlab.supermasks.reproduce import reproduce
     from ticketlab.supermasks.table import csv_text, markdown, rows
     from ticketlab.supermasks.zhou2019 import Plan
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     plan = Plan(networks=tuple(args.networks), epochs=args.epochs, dense_iterations=args.dense_iterations,
                 seed=args.seed, dataset=args.dataset)
     started = time.perf_counter()
@@ -62,8 +59,8 @@ def add_commands(commands) -> None:
                       "(default: Frankle & Carbin's, 50,000 for FC)")
     zhou.add_argument("--dataset", help="run every row on this data set instead (e.g. digits, for a smoke test)")
     zhou.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    zhou.add_argument("--jobs", type=int, default=1, help="cells run in parallel, one thread each (default: %(default)s)")
-    zhou.add_argument("--threads", type=int, help="torch threads when --jobs is 1")
+    zhou.add_argument("--jobs", type=positive_int, default=1, help="cells run in parallel, one thread each (default: %(default)s)")
+    add_threads(zhou)
     add_data_dir(zhou)
     zhou.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="local or ray (default: %(default)s)")
     zhou.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")

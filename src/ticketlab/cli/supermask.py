@@ -6,7 +6,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir
+from ticketlab.cli.common import add_data_dir, add_threads, apply_threads
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -22,16 +22,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "mean and unit variance (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, scores, masks and batches "
                         "(default: %(default)s)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_threads(parser)
 
 
 def _dataset(args: argparse.Namespace):
-    import torch
-
     from ticketlab.data import load_dataset
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     return load_dataset(args.dataset, args.data_dir, path=args.dataset_path, normalization=args.normalization)
 
 

@@ -7,18 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir
+from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, positive_int
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    import torch
-
     from ticketlab.experiments import print_level
     from ticketlab.experiments.sweep import load_sweep, plan_sweep, run_sweep, sweep_table
     from ticketlab.store import ResultsStore
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     planned = plan_sweep(load_sweep(args.file), args.runs_dir, args.data_dir)
     runs = planned.experiments()
     print(f"sweep {planned.sweep_id}{f' ({planned.sweep.name})' if planned.sweep.name else ''}: "
@@ -46,11 +43,11 @@ def add_commands(commands) -> None:
         "`ticketlab.experiments.sweep` for the file format.",
     )
     parser.add_argument("file", type=Path, help="sweep file (TOML)")
-    parser.add_argument("--jobs", type=int, default=1, help="tasks at a time, one thread each (default: %(default)s)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="tasks at a time, one thread each (default: %(default)s)")
     parser.add_argument("--executor", default="local", choices=EXECUTORS.names(),
                         help="local (processes on this machine) or ray (default: %(default)s)")
     parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads when --jobs is 1 (default: %(default)s)")
+    add_threads(parser)
     parser.add_argument("--report", action="store_true", help="train nothing: print the table from the store")
     add_data_dir(parser)
     add_runs_dir(parser)

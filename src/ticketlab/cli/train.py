@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir
+from ticketlab.cli.common import add_data_dir, add_threads, apply_threads, seed_int
 from ticketlab.errors import TicketlabError
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,37 +31,37 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default="standard",
                         help="inputs to zero mean and unit variance, or to [0, 1] (default: %(default)s)")
     parser.add_argument("--val-size", type=int, help="examples held out of training for validation (default: per data set)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")
     parser.add_argument("--mask", type=Path, help="a mask file (safetensors) to train the sparse network it keeps")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_threads(parser)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
+    import dataclasses
 
     from ticketlab.data import load_dataset
     from ticketlab.masks import Mask
     from ticketlab.models import build_model
     from ticketlab.training import Progress, TrainSpec, WeightConstraints, train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # Checked before any data is loaded; the length is filled in once the data set's size is known.
+    spec = TrainSpec(
+        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+        momentum=args.momentum, weight_decay=args.weight_decay, eval_every=args.eval_every,
+        **({} if args.iterations is None else {"iterations": args.iterations}),
+    )
+    epochs = 5 if args.epochs is None else args.epochs
+    if not (math.isfinite(epochs) and epochs > 0):
+        raise TicketlabError(f"--epochs must be a positive number, got {epochs}")
+    apply_threads(args)
     dataset = load_dataset(
         args.dataset, args.data_dir, val_size=args.val_size, seed=args.seed, path=args.dataset_path,
         normalization=args.normalization,
     )
-    steps_per_epoch = math.ceil(len(dataset.train) / args.batch_size)
-    if args.iterations is not None:
-        iterations = args.iterations
-    else:
-        epochs = 5 if args.epochs is None else args.epochs
-        if epochs <= 0:
-            raise TicketlabError(f"--epochs must be positive, got {epochs}")
-        iterations = max(1, round(epochs * steps_per_epoch))
-    spec = TrainSpec(
-        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, iterations=iterations,
-        momentum=args.momentum, weight_decay=args.weight_decay, eval_every=args.eval_every,
-    )
+    steps_per_epoch = math.ceil(len(dataset.train) / spec.batch_size)
+    if args.iterations is None:
+        spec = dataclasses.replace(spec, iterations=max(1, round(epochs * steps_per_epoch)))
+    iterations = spec.iterations
     model = build_model(args.model, dataset.input_shape, dataset.num_classes, seed=args.seed)
     constraints = None
     if args.mask is not None:
@@ -75,7 +75,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with Progress(f"{args.model}/{dataset.name}", iterations) as progress:
         result = train(model, dataset, spec, seed=args.seed, constraints=constraints, progress=progress)
     early, final = result.early_stop, result.final
-    print(f"early stop (min val loss) at iteration {early.step}: test accuracy {early.test_acc:.2%}")
+    if len(dataset.val):
+        print(f"early stop (min val loss) at iteration {early.step}: test accuracy {early.test_acc:.2%}")
+    else:
+        print("no early stop: there is no validation split (--val-size 0), so the final iteration stands in for it")
     print(f"final (iteration {final.step}): test accuracy {final.test_acc:.2%}, test loss {final.test_loss:.4f}")
     print(f"{result.seconds:.1f} s, {steps_per_epoch} iterations per epoch")
     return 0

@@ -24,8 +24,12 @@ class DatasetInfo(NamedTuple):
 class FileStatus(NamedTuple):
     file: DataFile
     path: Path
-    status: str  # "missing", "present" (not checked), "verified" or "corrupt"
+    status: str  # "missing", "present" (not checked), "verified" (hashed now), "stamped" or "corrupt"
     detail: str = ""  # why it is corrupt
+
+
+STAMPED = ("stamped: size and mtime match the stamp of an earlier SHA-256 check; the bytes were not "
+           "re-read (--rehash hashes them again)")
 
 
 @dataclass(frozen=True)
@@ -37,15 +41,20 @@ class FilesReport:
 
     @property
     def ok(self) -> bool:
-        return all(entry.status in ("verified", "present") for entry in self.files)
+        return all(entry.status in ("verified", "stamped", "present") for entry in self.files)
 
     def __str__(self) -> str:
         if not self.files:
             return f"{self.name}: no files needed"
-        return "\n".join(
+        lines = [
             f"{entry.status:<8}  {entry.path}" + (f"\n          {entry.detail}" if entry.detail else "")
             for entry in self.files
-        )
+        ]
+        if any(entry.status == "verified" for entry in self.files):
+            lines.append("verified: SHA-256 checked now")
+        if any(entry.status == "stamped" for entry in self.files):
+            lines.append(STAMPED)
+        return "\n".join(lines)
 
 
 def load_dataset(
@@ -90,8 +99,10 @@ def dataset_info() -> list[DatasetInfo]:
     return [DatasetInfo(s.name, s.description, s.files) for s in map(DATASETS.get, DATASETS.names())]
 
 
-def check_files(name: str, data_dir: str | Path | None = None, *, verify_checksums: bool = True) -> FilesReport:
-    """Which of a data set's files are missing, present, verified or corrupt."""
+def check_files(name: str, data_dir: str | Path | None = None, *, verify_checksums: bool = True,
+                rehash: bool = False) -> FilesReport:
+    """Which of a data set's files are missing, present, verified (hashed now), stamped (size and
+    mtime match an earlier check's stamp) or corrupt; `rehash` hashes every file again."""
     root = resolve_data_dir(data_dir)
     report = []
     for file in _source(name).files:
@@ -102,8 +113,8 @@ def check_files(name: str, data_dir: str | Path | None = None, *, verify_checksu
             report.append(FileStatus(file, path, "present"))
         else:
             try:
-                verify(file, path)
-                report.append(FileStatus(file, path, "verified"))
+                how = verify(file, path, rehash=rehash)
+                report.append(FileStatus(file, path, "verified" if how == "hashed" else "stamped"))
             except DataError as err:
                 report.append(FileStatus(file, path, "corrupt", str(err)))
     return FilesReport(name, tuple(report))

@@ -23,6 +23,9 @@ class BatchIterator:
     def __init__(self, split: Split, batch_size: int, *, seed: int, shuffle: bool = True, drop_last: bool = False):
         if batch_size < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            # numpy's SeedSequence, which orders the batches, takes only non-negative integers
+            raise DataError(f"the batch seed must be a non-negative integer, got {seed!r}; use a seed >= 0")
         self.split = split
         self.batch_size = batch_size
         self.seed = seed

@@ -1,7 +1,9 @@
 """The files a data set needs, and checking them against their expected SHA-256.
 
 A successful check leaves a small stamp (size, mtime, digest) so later loads skip the
-hashing; replacing or touching the file invalidates it.
+hashing; replacing or touching the file invalidates it. A stamp is not a hash: bytes changed
+in place with size and mtime kept (or restored) pass it, so `verify(..., rehash=True)` (the
+CLI's `data check --rehash`) reads and hashes the file again.
 """
 
 from __future__ import annotations
@@ -52,16 +54,22 @@ def read_verified(file: DataFile, path: Path) -> bytes:
     return data
 
 
-def verify(file: DataFile, path: Path) -> None:
-    """Check the file's SHA-256 without keeping its contents (large archives are streamed)."""
-    if _stamped(path, file.sha256):
-        return
+def verify(file: DataFile, path: Path, *, rehash: bool = False) -> str:
+    """Check the file's SHA-256 without keeping its contents (large archives are streamed).
+
+    Returns what was checked: "hashed" (the SHA-256, now) or "stamped" (size and mtime match
+    the stamp of an earlier SHA-256 check; the bytes were not read). `rehash` always hashes.
+    """
+    if not rehash and _stamped(path, file.sha256):
+        return "stamped"
     if file.gzipped:
-        read_verified(file, path)
-        return
+        raw = path.read_bytes()
+        _check(file, path, hashlib.sha256(_gunzip(file, path, raw)).hexdigest())
+        return "hashed"
     with path.open("rb") as f:
         actual = hashlib.file_digest(f, "sha256").hexdigest()
     _check(file, path, actual)
+    return "hashed"
 
 
 def _gunzip(file: DataFile, path: Path, raw: bytes) -> bytes:

@@ -26,6 +26,7 @@ from ticketlab.training import TrainSpec
 STRATEGIES = tuple(PRUNING_STRATEGIES.names())  # the registry of masks.pipeline
 FIRST_SECTIONS = ("data", "model", "training", "pruning", "rewind")
 SECTIONS = FIRST_SECTIONS + ("ticket",)
+SEED_LIMIT = 2**32  # the batch order's numpy SeedSequence and torch generators take seeds in [0, 2**32)
 
 
 
@@ -218,9 +219,14 @@ def spec_from_dict(data: dict) -> ExperimentSpec:
 def load_spec(path: str | Path) -> ExperimentSpec:
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"spec file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"spec file {path} is not a text file (not UTF-8); give a TOML spec, e.g. a "
+                        "run's spec.toml") from None
+    except OSError as error:
+        raise SpecError(f"spec file {path} cannot be read: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"spec file {path} is not valid TOML: {error}") from None
     return spec_from_dict(data)
@@ -265,6 +271,18 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
         raise SpecError(f"pruning.levels must be >= 0, got {pruning.levels}")
     if pruning.one_shot and pruning.target_density is None:
         raise SpecError("pruning.one_shot needs pruning.target_density")
+    if pruning.one_shot and pruning.levels not in (None, 1):
+        raise SpecError(f"pruning.one_shot prunes once, so pruning.levels = {pruning.levels} cannot hold; "
+                        "drop levels (or one_shot, to prune level by level)")
+    if pruning.strategy == "layerwise" and pruning.global_rate != _default(PruningSpec, "global_rate"):
+        raise SpecError(f"pruning.global_rate = {pruning.global_rate} is only for strategy = \"global\"; "
+                        "drop it, or set pruning.rates per layer kind for layerwise pruning")
+    if pruning.strategy == "layerwise" and pruning.exclude:
+        raise SpecError("pruning.exclude is only for strategy = \"global\"; drop it, or set a layer kind's "
+                        "rate to 0 in pruning.rates for layerwise pruning")
+    if pruning.strategy == "global" and rates != default_rates(spec.model.name):
+        raise SpecError("pruning.rates are only for strategy = \"layerwise\"; drop them, or set "
+                        "pruning.global_rate for global pruning")
     per_layer = (
         rates_by_layer(layer_kinds, rates)
         if pruning.strategy == "layerwise"
@@ -273,8 +291,19 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
     levels = pruning.levels
     if pruning.one_shot:
         levels = 1
+    elif pruning.target_density is not None:
+        implied = levels_to_reach(pruning.target_density, layer_sizes, per_layer)
+        if levels is not None and levels != implied:
+            # A resolved spec holds both, agreeing; only a contradiction is refused.
+            raise SpecError(
+                f"pruning.levels = {levels} and pruning.target_density = {pruning.target_density} are both set "
+                f"and disagree (that density takes {implied} levels); set only one of them"
+            )
+        levels = implied
     elif levels is None:
-        levels = levels_to_reach(pruning.target_density, layer_sizes, per_layer) if pruning.target_density else 5
+        levels = 5
+    if not pruning.one_shot:
+        _check_every_level_prunes(levels, layer_sizes, per_layer, pruning.strategy)
     if pruning.strategy == "layerwise" and not pruning.one_shot:
         for name, size in layer_sizes.items():
             if expected_density_after(levels, {name: size}, per_layer) == 0:
@@ -295,8 +324,8 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
     rewind = spec.rewind
     iteration = rewind.iteration
     if rewind.epochs is not None:
-        if rewind.epochs < 0:
-            raise SpecError(f"rewind.epochs must be >= 0, got {rewind.epochs}")
+        if not (math.isfinite(rewind.epochs) and rewind.epochs >= 0):
+            raise SpecError(f"rewind.epochs must be a finite number >= 0, got {rewind.epochs}")
         iteration = round(rewind.epochs * math.ceil(train_examples / schedule.batch_size))
     if not 0 <= iteration < schedule.iterations:
         raise SpecError(
@@ -315,7 +344,39 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
             raise SpecError(f"baselines: unknown baseline {name!r}; valid: {', '.join(baseline_names())}")
     if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"seeds must be a non-empty list of distinct integers, got {list(spec.seeds)}")
+    for seed in spec.seeds:
+        if not 0 <= seed < SEED_LIMIT:
+            raise SpecError(f"seeds: {seed} is out of range; a seed must be in [0, 2**32)")
     return dataclasses.replace(spec, training=training, pruning=pruning, rewind=rewind)
+
+
+def _default(cls, name: str):
+    return next(f.default for f in fields(cls) if f.name == name)
+
+
+def _check_every_level_prunes(levels: int, layer_sizes: dict[str, int], per_layer: dict[str, float],
+                              strategy: str) -> None:
+    """Refuse a level that would prune nothing: it would only retrain the previous level's ticket.
+
+    A layer keeps round-to-nearest counts, so at a few weights (e.g. 9 at rate 0.1) a level
+    prunes none; once no layer (global: no included weight) shrinks, no later level will.
+    """
+    from ticketlab.masks.allocation import kept_after
+
+    if strategy == "layerwise":
+        alive = {name: size for name, size in layer_sizes.items() if per_layer.get(name, 0.0) > 0}
+    else:
+        alive = {"pruned layers": sum(size for name, size in layer_sizes.items() if name in per_layer)}
+        per_layer = {"pruned layers": next(iter(per_layer.values()), 0.0)}
+    for level in range(1, levels + 1):
+        after = {name: kept_after(count, per_layer[name]) for name, count in alive.items()}
+        if after == alive:
+            raise SpecError(
+                f"pruning: level {level} would prune no weights ({', '.join(f'{n}: {c}' for n, c in alive.items())} "
+                f"kept, rounding keeps them all); the last level that still prunes is {level - 1}: "
+                f"use levels <= {level - 1}, or a higher rate"
+            )
+        alive = after
 
 
 def _resolved_training(spec: ExperimentSpec) -> TrainingSpec:

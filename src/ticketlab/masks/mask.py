@@ -1,20 +1,23 @@
 """The Mask type: parameter name -> bool tensor (True = weight kept).
 
 As in OpenLTH's `pruning/mask.py`, keys and shapes are checked against the model when a
-mask is applied, and masks are stored as safetensors (never pickle).
+mask is applied, and masks are stored as safetensors (never pickle) with a checksum.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from ticketlab.errors import TicketlabError
+
+CHECKSUM_KEY = "sha256"  # metadata key of `Mask.checksum()` in files `Mask.save` writes
 
 
 @dataclass(frozen=True)
@@ -114,18 +117,47 @@ class Mask:
         lines.append(f"{'all':<16} {self.kept:>10} {self.total:>10} {self.density:>8.2%}")
         return "\n".join(lines)
 
+    def checksum(self) -> str:
+        """SHA-256 over names, shapes and kept bits, in name order: what `save` stores."""
+        digest = hashlib.sha256()
+        for name in sorted(self._tensors):
+            tensor = self._tensors[name]
+            digest.update(f"{name}:{tuple(tensor.shape)};".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
     def save(self, path: str | Path) -> None:
-        save_file(dict(self._tensors), str(path), metadata={"format": "ticketlab-mask"})
+        """Save as safetensors with the mask's checksum in the metadata, so `load` can tell a
+        damaged file (e.g. one flipped bit, which still reads as a valid mask) from a good one."""
+        save_file(dict(self._tensors), str(path), metadata={"format": "ticketlab-mask", CHECKSUM_KEY: self.checksum()})
 
     @classmethod
     def load(cls, path: str | Path) -> Mask:
+        """Read a mask file, refusing one that does not parse, holds values other than 0/1 bools,
+        or (when it carries a checksum: files from `save`) whose checksum does not match.
+
+        Files without a checksum (older versions, masks an IMP run saves with its artifacts)
+        load after the parse and value checks.
+        """
         path = Path(path)
         if not path.is_file():
             raise TicketlabError(f"mask file {path} does not exist")
+        way_out = "re-create it with ticketlab"
         try:
-            return cls(load_file(str(path)))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise TicketlabError(
-                f"mask file {path} is not a readable safetensors mask ({error}); "
-                "re-create it with ticketlab"
-            ) from None
+            with safe_open(str(path), framework="pt") as file:
+                metadata = file.metadata() or {}
+                tensors = {name: file.get_tensor(name) for name in file.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+            raise TicketlabError(f"mask file {path} is not a readable safetensors mask ({error}); {way_out}") from None
+        for name, tensor in tensors.items():
+            if tensor.dtype != torch.bool:
+                raise TicketlabError(f"mask file {path}: entry {name!r} is {tensor.dtype}, not bool; {way_out}")
+            if bool((tensor.view(torch.uint8) > 1).any()):
+                raise TicketlabError(f"mask file {path}: entry {name!r} holds values other than 0 and 1 (a damaged "
+                                     f"file); {way_out}")
+        mask = cls(tensors)
+        expected = metadata.get(CHECKSUM_KEY)
+        if expected is not None and expected != mask.checksum():
+            raise TicketlabError(f"mask file {path} is damaged: its kept weights do not match the checksum saved "
+                                 f"with them; {way_out}")
+        return mask

@@ -3,6 +3,8 @@
 Early stopping follows Frankle & Carbin (2019): the early-stop iteration is the
 evaluation step with the minimum validation loss, and "accuracy at early stop" is the
 test accuracy measured at that step. Training itself always runs the full schedule.
+
+A run that diverges stops with `DivergedError` instead of training on: see `diverged`.
 """
 
 from __future__ import annotations
@@ -62,6 +64,21 @@ class TrainResult:
         if not with_val:
             return self.final
         return min(with_val, key=lambda e: e.val_loss)
+
+
+DIVERGENCE_FACTOR = 1_000.0
+
+
+def diverged(loss: float, reference: float) -> bool:
+    """Whether a step's training loss says the run has diverged.
+
+    Definition: the loss is NaN or infinite, or above DIVERGENCE_FACTOR (1000) times
+    `reference`, the larger of the run's first step loss and ln(classes) (the loss of a
+    uniform guess). A learning rate far too high need not overflow: Adam at lr 1e6 on LeNet
+    ends at chance accuracy with losses near 1e5-1e6, which this catches at once, while a
+    healthy run never comes near it (thousands of nats on one batch).
+    """
+    return not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * reference
 
 
 def make_optimizer(spec: TrainSpec, params) -> torch.optim.Optimizer:
@@ -146,16 +163,20 @@ def train(
         callback(start_step, model)
     record(start_step, float("nan"))
     loss_sum, loss_count = 0.0, 0
+    reference = math.log(dataset.num_classes) if dataset.num_classes > 1 else 1.0
     for step in range(start_step + 1, spec.iterations + 1):
         x, y = next(batches)
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         loss_value = loss.item()
-        if not math.isfinite(loss_value):
+        if step == start_step + 1 and math.isfinite(loss_value):
+            reference = max(reference, loss_value)
+        if diverged(loss_value, reference):
             raise DivergedError(
-                f"training diverged at iteration {step}: loss is {loss_value}. "
-                f"Lower the learning rate (now {spec.lr}) or check the input data."
+                f"training diverged at iteration {step}: loss {loss_value:.4g}, against {reference:.4g} at "
+                f"the start (diverged: NaN, infinite, or over {DIVERGENCE_FACTOR:g} times that). "
+                f"Lower the learning rate (now {spec.lr:g}) or check the input data."
             )
         loss_sum += loss_value
         loss_count += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ticketlab.errors import SpecError
@@ -30,6 +31,10 @@ class TrainSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SpecError(f"training.{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SpecError(f"training.{name} must be a finite number, got {value!r}")
         if not self.lr > 0:
             raise SpecError(f"training.lr must be positive, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
