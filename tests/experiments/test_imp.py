@@ -127,6 +127,8 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path):
     with filelock.FileLock(tmp_path / experiment.run_id / ".lock"):
         with pytest.raises(TicketlabError, match="another process"):
             run_experiment(experiment, dataset=dataset)
+    assert ResultsStore(tmp_path).run_spec(experiment.run_id) is None  # the refused command recorded nothing
+    assert not (tmp_path / experiment.run_id / "spec.toml").exists()
 
 
 def _rows_without(rows, *fields):

@@ -57,19 +57,23 @@ class Graph:
 
 def run_tasks(tasks: Sequence[Task], *, executor: str = "local", jobs: int = 1, address: str | None = None,
               on_event: Callable[[Any], None] | None = None, on_done: OnDone | None = None,
-              worker_events: Callable[[Any], None] = print_event, show_progress: bool = False) -> int:
+              worker_events: Callable[[Any], None] = print_event, show_progress: bool = False,
+              on_start: Callable[[], None] | None = None) -> int:
     """Run (or resume) `tasks`; returns how many ran (the others were already done).
 
-    `on_event` receives the events of tasks run in the driver, `worker_events` (a module-level
-    function: it travels to the workers) those of tasks run elsewhere; `on_done(task, result)`
-    is called in the driver as each task finishes.
+    `on_start()` is called once every lock is held, before anything is checked or run (to
+    record what the run is, say: a refused second driver then records nothing). `on_event`
+    receives the events of tasks run in the driver, `worker_events` (a module-level function:
+    it travels to the workers) those of tasks run elsewhere; `on_done(task, result)` is called
+    in the driver as each task finishes.
     """
     if jobs < 1:
         raise TicketlabError(f"jobs must be at least 1, got {jobs}")
-    graph = Graph.of(tasks)
-    locks = [path for task in graph.tasks.values() for path in task.locks]
     run = EXECUTORS.get(executor)
-    with held_locks(locks):
+    with held_locks(path for task in tasks for path in task.locks):
+        if on_start is not None:
+            on_start()
+        graph = Graph.of(tasks)
         return run(graph, jobs=jobs, address=address, on_event=on_event or worker_events, on_done=on_done,
                    worker_events=worker_events, show_progress=show_progress)
 

@@ -68,14 +68,18 @@ def run_experiments(
     all, used by tasks run in this process."""
     if not experiments:
         return 0
-    store = ResultsStore(experiments[0].runs_dir)
+    def register_all() -> None:
+        store = ResultsStore(experiments[0].runs_dir)
+        for experiment in experiments:
+            register(experiment, store)
+
     for experiment in experiments:
-        register(experiment, store)
+        experiment.run_dir.mkdir(parents=True, exist_ok=True)
         if dataset is not None:
             remember(data_key(experiment.spec, experiment.data_dir), dataset)
     tasks = [task for experiment in experiments for task in experiment_tasks(experiment)]
     return run_tasks(tasks, executor=executor, jobs=jobs, address=address, on_event=report or print_level,
-                     worker_events=print_level, show_progress=show_progress)
+                     worker_events=print_level, show_progress=show_progress, on_start=register_all)
 
 
 def run_experiment(experiment: Experiment, **options) -> str:

@@ -182,10 +182,9 @@ def run_sweep(planned: PlannedSweep, *, jobs: int = 1, executor: str = "local", 
               report: LevelReport | None = None, show_progress: bool = False) -> int:
     """Record the sweep and run (or resume) all its runs as one set of tasks; returns how
     many tasks ran."""
-    store = ResultsStore(planned.runs[0][1].runs_dir)
-    store.add_sweep(planned.sweep_id, {"name": planned.sweep.name, "base": planned.sweep.base,
-                                       "grid": planned.sweep.grid},
-                    {experiment.run_id: point for point, experiment in planned.runs})
+    ResultsStore(planned.runs[0][1].runs_dir).add_sweep(
+        planned.sweep_id, {"name": planned.sweep.name, "base": planned.sweep.base, "grid": planned.sweep.grid},
+        {experiment.run_id: point for point, experiment in planned.runs})
     return run_experiments(planned.experiments(), jobs=jobs, executor=executor, address=address, report=report,
                            show_progress=show_progress)
 
