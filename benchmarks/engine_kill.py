@@ -1,9 +1,9 @@
 """Evidence: kill -9 at any moment loses no finished level and leaves no worker behind.
 
 `--drivers N` (issue 16): N times, start `ticketlab imp` with two worker processes, SIGKILL
-the driver after a random 0-3 s, and check within 5 s that no process of it is left. Then
-finish the run and compare its `ticketlab show` table byte for byte with an uninterrupted run
-in another store.
+the driver after a random 0-3 s, and check within 5 s that no process of it is left; then
+`--late M` more kills 3-12 s in, while levels finish. Then finish the run and compare its
+`ticketlab show` table byte for byte with an uninterrupted run in another store.
 
 `--ray` (issue 11): a sweep on a local Ray cluster; SIGKILL one Ray worker mid-level, later
 the driver; snapshot the store's (level, finished time) pairs; rerun; every level finished
@@ -57,8 +57,9 @@ def show(runs: Path) -> str:
     out = subprocess.run([sys.executable, "-m", "ticketlab", "runs", "--runs-dir", str(runs)],
                          capture_output=True, text=True).stdout
     run_id = out.splitlines()[1].split()[0]
-    return subprocess.run([sys.executable, "-m", "ticketlab", "show", run_id, "--runs-dir", str(runs)],
-                          capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-m", "ticketlab", "show", run_id, "--runs-dir", str(runs)],
+                         capture_output=True, text=True).stdout
+    return out.split("\n", 1)[1]  # the first line names the store's folder
 
 
 def finished(runs: Path) -> dict[tuple, float]:
@@ -66,14 +67,16 @@ def finished(runs: Path) -> dict[tuple, float]:
         return {row[:4]: row[4] for row in db.execute("SELECT run_id, seed, branch, level, finished FROM levels")}
 
 
-def kill_drivers(times: int, root: Path, rng: random.Random) -> None:
+def kill_drivers(times: int, late: int, root: Path, rng: random.Random) -> None:
+    """`times` kills 0-3 s after the start (the issue's), then `late` kills 3-12 s after it,
+    when levels are finishing, so the rerun has finished levels to keep."""
     runs = root / "killed"
     left_total = 0
-    for attempt in range(times):
+    for attempt in range(times + late):
         mark = uuid.uuid4().hex
         driver = ticketlab(*IMP, "--jobs", "2", "--runs-dir", str(runs), env=os.environ | {"TL_MARK": mark},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delay = rng.uniform(0, 3)
+        delay = rng.uniform(0, 3) if attempt < times else rng.uniform(3, 12)
         time.sleep(delay)
         driver.kill()
         driver.wait()
@@ -92,7 +95,7 @@ def kill_drivers(times: int, root: Path, rng: random.Random) -> None:
     subprocess.run([sys.executable, "-m", "ticketlab", *IMP, "--jobs", "2", "--runs-dir", str(root / "clean")],
                    check=True, capture_output=True)
     same = show(runs) == show(root / "clean")
-    print(f"\n{times} driver kills: {left_total} processes outlived their driver by 5 s; the finished run's "
+    print(f"\n{times + late} driver kills: {left_total} processes outlived their driver by 5 s; the finished run's "
           f"table is {'byte-identical to' if same else 'DIFFERENT from'} an uninterrupted run's\n", flush=True)
 
 
@@ -130,13 +133,14 @@ def kill_ray(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drivers", type=int, default=20, help="driver kills (0: none)")
+    parser.add_argument("--late", type=int, default=5, help="further kills 3-12 s after the start")
     parser.add_argument("--ray", action="store_true", help="also the Ray worker + driver kill")
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill delays")
     args = parser.parse_args()
     print(f"seed {args.seed}; {os.cpu_count()} cores; {sys.platform}\n", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         if args.drivers:
-            kill_drivers(args.drivers, Path(tmp), random.Random(args.seed))
+            kill_drivers(args.drivers, args.late, Path(tmp), random.Random(args.seed))
         if args.ray:
             kill_ray(Path(tmp))
 

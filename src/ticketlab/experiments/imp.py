@@ -13,6 +13,9 @@ Files of a run, under `<runs_dir>/<run_id>/seed_<s>/`:
   rewind.safetensors               the dense run's weights at the rewind iteration (k > 0)
   <branch>/level_<n>/mask.safetensors
   <branch>/level_<n>/final.safetensors
+  <branch>/level_<n>/level.json    the level's row, metrics and checksums (the store writes it)
+and `<file>.sha256` beside each artifact: enough for `ticketlab store repair` to rebuild the
+database from the folders without retraining.
 """
 
 from __future__ import annotations
