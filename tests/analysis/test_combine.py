@@ -55,7 +55,7 @@ def test_combine_on_a_tiny_run(tiny_run, capsys):
     assert rows["union"].density >= a.density and rows["intersection"].density <= a.density
     assert rows["ensemble (mean softmax)"].density == pytest.approx(a.density + b.density)
     assert rows["union"].finetuned_acc is not None and 0 <= rows["union"].finetuned_acc <= 1
-    assert any(name.startswith(f"single ticket {run[:6]}:") for name in rows)
+    assert any(name.startswith(f"nearest IMP level {run[:6]}:") for name in rows)
     assert main(["combine", f"{run}:2@0", f"{run}:2@1", "--runs-dir", str(tiny_run)]) == 0
     out = capsys.readouterr().out
     assert "union" in out and "ensemble (mean softmax)" in out

@@ -131,7 +131,7 @@ def combine_tickets(store: ResultsStore, ref_a: str, ref_b: str, *, finetune: in
         rows.append(CombineRow(name, mask.density, _accuracy([model_with(merged)], x, y), tuned))
         single = _nearest_level(store, ta, mask.density)
         if single is not None:
-            rows.append(CombineRow(f"  single ticket {single.label}", single.density,
+            rows.append(CombineRow(f"  nearest IMP level {single.label}", single.density,
                                    _accuracy([model_with(single.final())], x, y), None))
     members = [model_with(w) for w in weights]
     tuned = _accuracy([finetuned(w, m) for w, m in zip(weights, masks)], x, y) if finetune else None
