@@ -153,8 +153,8 @@ def _nearest_level(store: ResultsStore, ticket: Ticket, density: float) -> Ticke
 
 def combine_table(rows: list[CombineRow], finetune: int) -> str:
     tuned = f"fine-tuned {finetune} it" if finetune else ""
-    lines = [f"{'':<28}{'density':>9}{'test acc':>10}{tuned:>22}"]
+    lines = [f"{'':<36}{'density':>9}{'test acc':>10}{tuned:>22}"]
     for r in rows:
         extra = "" if r.finetuned_acc is None else f"{r.finetuned_acc:.2%}"
-        lines.append(f"{r.name:<28}{r.density:>9.2%}{r.test_acc:>10.2%}{extra:>22}")
+        lines.append(f"{r.name:<36}{r.density:>9.2%}{r.test_acc:>10.2%}{extra:>22}")
     return "\n".join(lines)

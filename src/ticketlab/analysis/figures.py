@@ -36,7 +36,7 @@ def plot_comparison(c: Comparison, out: Path, formats=("png",)) -> list[Path]:
     written = []
     for fmt in formats:
         path = out.with_name(out.name + f"_matrices.{fmt}")
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120 if n <= 12 else 80)
         written.append(path)
     plt.close(fig)
     maps = [(t, m) for t, m in zip(c.tickets, c.inputs) if m is not None]

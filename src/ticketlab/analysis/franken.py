@@ -156,7 +156,7 @@ def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", le
     out = model.prunable_names()[-1]
     full_mask = Mask({n: (torch.cat([mask[n], torch.ones(classes - k, mask[n].shape[1], dtype=torch.bool)])
                           if n == out else mask[n]) for n in mask})
-    rows = [_row(f"A-ticket ({mask.density:.1%} of weights)", extended(), data, k, reference)]
+    rows = [_row(f"A-ticket ({mask.density:.1%} of weights, seed {seed})", extended(), data, k, reference)]
     for mode in MODES:
         big = extended()
         trainable = trainable_mask(big, full_mask, k, mode)
@@ -168,7 +168,7 @@ def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", le
         if not frozen_same:
             raise TicketlabError("internal: a frozen weight moved")  # the mechanism's promise, checked every run
         free = sum(int(t.sum()) for n, t in trainable.items() if n.endswith("weight"))
-        rows.append(_row(f"franken {mode} ({free} weights train)", big, data, k, reference))
+        rows.append(_row(f"franken {mode} ({free} weights train, seed {seed})", big, data, k, reference))
     big = extended()
     train(big, data_b, b_spec, seed=derived_seed(seed, "franken-b"))
     rows.append(_row("finetune_all on B", big, data, k, reference))
@@ -182,14 +182,15 @@ def franken_table(rows_per_seed: list[list[FrankenRow]]) -> str:
     """Mean (and min-max over seeds when there are several) of every column."""
     fields = ("a_acc", "a_task_acc", "b_acc", "b_task_acc", "all_acc", "a_logit_change")
     heads = ("A acc", "A task", "B acc", "B task", "all acc", "max |ΔA logit|")
-    lines = [f"{'model':<44}" + "".join(f"{h:>16}" for h in heads)]
+    lines = [f"{'model':<44}" + "".join(f"{h:>22}" for h in heads)]
     for i, first in enumerate(rows_per_seed[0]):
         cells = []
         for field in fields:
-            values = [rows[i].__getattribute__(field) for rows in rows_per_seed]
+            values = [getattr(rows[i], field) for rows in rows_per_seed]
             mean = sum(values) / len(values)
             fmt = ".2e" if field == "a_logit_change" else ".2%"
             cells.append(f"{mean:{fmt}}" if field == "a_logit_change" or len(values) == 1
                          else f"{mean:.1%} ({min(values):.1%}-{max(values):.1%})")
-        lines.append(f"{first.model:<44}" + "".join(f"{c:>16}" for c in cells))
+        cells[-1] = cells[-1] if len(values) == 1 else f"{max(values):.2e}"  # the worst seed
+        lines.append(f"{first.model:<44}" + "".join(f"{c:>22}" for c in cells))
     return "\n".join(lines)

@@ -19,7 +19,7 @@ def _cmd_franken(args: argparse.Namespace) -> int:
                                  iterations=args.iterations, b_iterations=args.b_iterations, seed=seed))
     print(f"{args.model} on {args.dataset}: A = classes 0-{args.split - 1}, B = {args.split}-{data.num_classes - 1}; "
           f"A-ticket {args.levels} IMP levels x {args.iterations} it, B {args.b_iterations} it; seeds "
-          f"{','.join(map(str, args.seeds))} (mean, min-max)")
+          f"{','.join(map(str, args.seeds))} (mean, min-max; max |ΔA logit|: the largest over seeds; weight counts: the first seed)")
     print("A/B acc: argmax over all outputs; task: argmax over the A (B) logits only; "
           "max |ΔA logit|: against the A-ticket, over the test set\n")
     print(franken_table(rows))
