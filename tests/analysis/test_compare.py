@@ -71,6 +71,7 @@ def test_compare_matrices_by_hand(runs_dir):
     # inputs of ticket 0: pixels 0 and 2 of the 2x2 image (any unit)
     assert c.inputs[0].tolist() == [[True, False], [True, False]]
     assert c.inputs[1].tolist() == [[True, True], [False, False]]
+    assert c.input_counts[0].tolist() == [[2, 0], [1, 0]]
     # dense training doubles every weight: |Δw| = |w_i|; the sign never flips
     assert c.movements[0].kept_same_sign == 1.0 and c.movements[0].pruned_same_sign == 1.0
 

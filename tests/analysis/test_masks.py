@@ -87,3 +87,10 @@ def test_surviving_inputs_any_unit_any_channel():
     assert input_shape_of(3072) == (3, 32, 32)
     with pytest.raises(TicketlabError):
         surviving_inputs(torch.ones(2, 3, 3, 3, dtype=torch.bool))
+
+
+def test_input_connections_count_kept_weights_per_pixel():
+    from ticketlab.analysis.masks import input_connections
+
+    keep = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
+    assert input_connections(keep).tolist() == [[2, 0], [1, 0]]

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ticketlab.analysis.masks import Movement, density_profile, hamming, iou, movement, rank_correlation, surviving_inputs
+from ticketlab.analysis.masks import (Movement, density_profile, hamming, input_connections, iou, movement,
+                                      rank_correlation, surviving_inputs)
 from ticketlab.analysis.tickets import Ticket, resolve_all
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import CRITERIA, LayerDensity
@@ -39,6 +40,7 @@ class Comparison:
     layers: list[list[LayerDensity]]
     movements: list[Movement | None]  # None when the seed's dense level is not in the store
     inputs: list[torch.Tensor | None]  # (H, W) bool; None if the first layer is not fully connected
+    input_counts: list[torch.Tensor | None]  # (H, W) kept first-layer weights per pixel
 
 
 def _scores(criterion: str, ticket: Ticket, mask) -> dict[str, torch.Tensor]:
@@ -68,7 +70,7 @@ def compare_tickets(store: ResultsStore, refs: list[str], criterion: str = "magn
             mat["spearman"][i, j] = mat["spearman"][j, i] = rank_correlation(scores[i], scores[j], both)
         if masks[i].kept < 2:
             mat["spearman"][i, i] = math.nan
-    movements, inputs, dense_cache = [], [], {}
+    movements, inputs, counts, dense_cache = [], [], [], {}
     for ticket, mask in zip(tickets, masks):
         key = (ticket.run_id, ticket.seed)
         if key not in dense_cache:
@@ -78,8 +80,9 @@ def compare_tickets(store: ResultsStore, refs: list[str], criterion: str = "magn
         movements.append(None if weights is None else movement(mask, *weights))
         first = mask[min(mask.keys(), key=_natural)]
         inputs.append(surviving_inputs(first) if first.dim() == 2 else None)
+        counts.append(input_connections(first) if first.dim() == 2 else None)
     return Comparison(tickets, criterion, mat["iou"], mat["hamming"], mat["spearman"],
-                      [density_profile(m) for m in masks], movements, inputs)
+                      [density_profile(m) for m in masks], movements, inputs, counts)
 
 
 def _natural(name: str):

@@ -39,7 +39,7 @@ def plot_comparison(c: Comparison, out: Path, formats=("png",)) -> list[Path]:
         fig.savefig(path, dpi=120 if n <= 12 else 80)
         written.append(path)
     plt.close(fig)
-    maps = [(t, m) for t, m in zip(c.tickets, c.inputs) if m is not None]
+    maps = [(t, m) for t, m in zip(c.tickets, c.input_counts) if m is not None]
     if maps:
         cols = min(len(maps), 6)
         rows = -(-len(maps) // cols)
@@ -47,9 +47,13 @@ def plot_comparison(c: Comparison, out: Path, formats=("png",)) -> list[Path]:
         for ax in axes.flat:
             ax.axis("off")
         for ax, (t, m) in zip(axes.flat, maps):
-            ax.imshow(m.float().numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"{t.label}\n{int(m.sum())}/{m.numel()} inputs", fontsize=7)
-        fig.suptitle("input pixels with at least one kept first-layer weight (white)", fontsize=9)
+            image = ax.imshow(m.float().numpy(), cmap="magma", vmin=0)
+            dead = (m == 0).nonzero().tolist()
+            if dead:
+                ax.scatter([x for _, x in dead], [y for y, _ in dead], marker="x", s=8, c="c")
+            ax.set_title(f"{t.label}\n{int((m > 0).sum())}/{m.numel()} inputs kept", fontsize=7)
+            fig.colorbar(image, ax=ax, fraction=0.046)
+        fig.suptitle("kept first-layer weights per input pixel (x: none, the pixel is cut off)", fontsize=9)
         fig.tight_layout()
         for fmt in formats:
             path = out.with_name(out.name + f"_inputs.{fmt}")

@@ -20,7 +20,8 @@ Definitions (A, B are the *kept* sets of two masks over the same N prunable weig
   of |w_f - w_i| (how far training moved them) and the fraction whose sign stayed
   (sign(w_i) == sign(w_f), sign(0) = 0).
 - `surviving_inputs(first_layer_keep, input_shape)`: per input pixel, whether at least one
-  kept weight of the first layer reads it (any unit; any channel for colour inputs).
+  kept weight of the first layer reads it (any unit; any channel for colour inputs);
+  `input_connections` counts those weights per pixel.
 """
 
 from __future__ import annotations
@@ -125,6 +126,16 @@ def input_shape_of(in_features: int) -> tuple[int, int, int]:
         if side * side * channels == in_features:
             return channels, side, side
     raise TicketlabError(f"cannot tell the image shape of {in_features} inputs (not 1 or 3 channels of a square)")
+
+
+def input_connections(first_layer_keep: torch.Tensor, input_shape: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """(H, W) int map: how many kept first-layer weights read each pixel (summed over channels);
+    `surviving_inputs` is this map > 0."""
+    if first_layer_keep.dim() != 2:
+        raise TicketlabError(f"input maps need a fully connected first layer; its mask has shape "
+                             f"{tuple(first_layer_keep.shape)}")
+    shape = input_shape or input_shape_of(first_layer_keep.shape[1])
+    return first_layer_keep.sum(dim=0).reshape(shape).sum(dim=0)
 
 
 def surviving_inputs(first_layer_keep: torch.Tensor, input_shape: tuple[int, int, int] | None = None) -> torch.Tensor:
