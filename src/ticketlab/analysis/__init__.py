@@ -1,0 +1,11 @@
+"""Inside the tickets: mask analytics, ticket combination and the Frankenmodel.
+
+`masks` holds pure statistics of masks and weights (IoU, normalised Hamming distance, rank
+correlation, density profiles, movement and sign statistics, surviving inputs); `tickets`
+reads `RUN[/BRANCH][:LEVEL][@SEED]` references from the store; `compare` computes every
+statistic for a list of tickets; `figures` draws them.
+"""
+
+from ticketlab.analysis.masks import Movement, density_profile, hamming, iou, movement, rank_correlation, surviving_inputs
+
+__all__ = ["Movement", "density_profile", "hamming", "iou", "movement", "rank_correlation", "surviving_inputs"]
