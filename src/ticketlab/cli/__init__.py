@@ -6,10 +6,10 @@ import argparse
 import os
 import sys
 
-from ticketlab.cli import data, deconstruct, imp, reproduce, results, store, supermask, sweep, train
+from ticketlab.cli import data, deconstruct, export, imp, reproduce, results, store, supermask, sweep, train
 from ticketlab.errors import TicketlabError
 
-COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, store, data)
+COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, store, data, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
