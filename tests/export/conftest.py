@@ -12,5 +12,6 @@ SPEC = {"training": {"iterations": 60, "eval_every": 20},
 def run(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
     experiment, dataset = prepare(spec_from_dict(SPEC), runs_dir)
-    run_experiment(experiment, report=lambda row: None)
+    run_experiment(experiment, dataset=dataset, report=lambda row: None)  # not the per-process data cache, which
+    # other tests fill with tiny data under the same key
     return runs_dir, experiment.run_id, dataset
