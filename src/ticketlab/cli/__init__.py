@@ -6,10 +6,13 @@ import argparse
 import os
 import sys
 
-from ticketlab.cli import combine, compare, data, deconstruct, franken, imp, reproduce, results, store, supermask, sweep, train
+from ticketlab.cli import (
+    combine, compare, data, deconstruct, export, franken, imp, reproduce, results, store, supermask, sweep, train,
+)
 from ticketlab.errors import TicketlabError
 
-COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, compare, combine, franken, store, data)
+COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, compare, combine, franken, export,
+                   store, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

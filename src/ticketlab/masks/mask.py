@@ -47,6 +47,20 @@ class Mask:
         params = dict(model.named_parameters())
         return cls({name: torch.ones_like(params[name], dtype=torch.bool) for name in names})
 
+    @classmethod
+    def from_torch_prune(cls, model: nn.Module) -> Mask:
+        """The mask of every parameter pruned with `torch.nn.utils.prune` in `model` (a module
+        holding `<param>_orig` and a `<param>_mask` buffer), keyed `<module>.<param>` as the
+        unpruned model names it. `ticketlab.export.to_torch_prune` goes the other way."""
+        buffers = dict(model.named_buffers())
+        params = dict(model.named_parameters())
+        tensors = {name[: -len("_mask")]: buffer.ne(0) for name, buffer in buffers.items()
+                   if name.endswith("_mask") and name[: -len("_mask")] + "_orig" in params}
+        if not tensors:
+            raise TicketlabError("the model has no parameters pruned with torch.nn.utils.prune "
+                                 "(no `<param>_orig` with a `<param>_mask` buffer)")
+        return cls(tensors)
+
     def __getitem__(self, name: str) -> torch.Tensor:
         return self._tensors[name]
 

@@ -1,0 +1,131 @@
+"""Layers on torch's sparse CSR kernels: the runtime of the `sparse` export format.
+
+A weight is stored as three tensors, `crow` (row pointers), `col` (column indices) and
+`values`, the CSR layout; `SparseLinear` computes `y = (W @ x^T)^T + b` with
+`torch.sparse.mm`, and `SparseConv2d` does the same on the unfolded (im2col) input.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def to_csr(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The CSR tensors of a 2-D weight's non-zeros (int64 indices, the weight's dtype)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        csr = weight.detach().to_sparse_csr()
+    return {"crow": csr.crow_indices().contiguous(), "col": csr.col_indices().contiguous(),
+            "values": csr.values().contiguous()}
+
+
+def _csr(crow, col, values, shape) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.sparse_csr_tensor(crow, col, values, size=shape)
+
+
+class SparseLinear(nn.Module):
+    """A linear layer whose weight is a CSR matrix (inference only)."""
+
+    def __init__(self, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                 in_features: int):
+        super().__init__()
+        self.in_features, self.out_features = in_features, len(bias)
+        self.register_buffer("crow", crow)
+        self.register_buffer("col", col)
+        self.register_buffer("values", values)
+        self.register_buffer("bias", bias)
+        self._weight = None
+
+    @classmethod
+    def from_dense(cls, linear: nn.Linear) -> SparseLinear:
+        return cls(**to_csr(linear.weight), bias=linear.bias.detach().clone(), in_features=linear.in_features)
+
+    @classmethod
+    def empty(cls, layer: dict) -> SparseLinear:
+        nnz = layer["nnz"]
+        return cls(torch.zeros(layer["out_features"] + 1, dtype=torch.long), torch.zeros(nnz, dtype=torch.long),
+                   torch.zeros(nnz), torch.zeros(layer["out_features"]), layer["in_features"])
+
+    def describe(self) -> dict:
+        return dict(type="sparse_linear", in_features=self.in_features, out_features=self.out_features,
+                    nnz=len(self.values))
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._weight = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def weight(self) -> torch.Tensor:
+        if self._weight is None:
+            self._weight = _csr(self.crow, self.col, self.values, (self.out_features, self.in_features))
+        return self._weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sparse.mm(self.weight(), x.t()).t() + self.bias
+
+
+class SparseConv2d(nn.Module):
+    """A stride-1 convolution whose (out, in*kh*kw) weight is a CSR matrix (inference only)."""
+
+    def __init__(self, crow, col, values, bias, in_channels: int, kernel: tuple[int, int], padding: tuple[int, int]):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, len(bias)
+        self.kernel, self.padding = tuple(kernel), tuple(padding)
+        self.register_buffer("crow", crow)
+        self.register_buffer("col", col)
+        self.register_buffer("values", values)
+        self.register_buffer("bias", bias)
+        self._weight = None
+
+    @classmethod
+    def from_dense(cls, conv: nn.Conv2d) -> SparseConv2d:
+        return cls(**to_csr(conv.weight.flatten(1)), bias=conv.bias.detach().clone(), in_channels=conv.in_channels,
+                   kernel=conv.kernel_size, padding=conv.padding)
+
+    @classmethod
+    def empty(cls, layer: dict) -> SparseConv2d:
+        nnz = layer["nnz"]
+        return cls(torch.zeros(layer["out_channels"] + 1, dtype=torch.long), torch.zeros(nnz, dtype=torch.long),
+                   torch.zeros(nnz), torch.zeros(layer["out_channels"]), layer["in_channels"],
+                   layer["kernel"], layer["padding"])
+
+    def describe(self) -> dict:
+        return dict(type="sparse_conv", in_channels=self.in_channels, out_channels=self.out_channels,
+                    kernel=list(self.kernel), padding=list(self.padding), nnz=len(self.values))
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._weight = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def weight(self) -> torch.Tensor:
+        if self._weight is None:
+            columns = self.in_channels * self.kernel[0] * self.kernel[1]
+            self._weight = _csr(self.crow, self.col, self.values, (self.out_channels, columns))
+        return self._weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        h_out = h + 2 * self.padding[0] - self.kernel[0] + 1
+        w_out = w + 2 * self.padding[1] - self.kernel[1] + 1
+        patches = F.unfold(x, self.kernel, padding=self.padding)  # (n, c*kh*kw, L)
+        flat = patches.transpose(0, 1).reshape(patches.shape[1], -1)  # (c*kh*kw, n*L)
+        out = torch.sparse.mm(self.weight(), flat) + self.bias[:, None]  # (out, n*L)
+        return out.view(self.out_channels, n, h_out, w_out).transpose(0, 1)
+
+
+def sparsify(model: nn.Sequential) -> nn.Sequential:
+    """`model` with every Linear and Conv2d replaced by its CSR counterpart."""
+    layers = []
+    for module in model.children():
+        if isinstance(module, nn.Linear):
+            layers.append(SparseLinear.from_dense(module))
+        elif isinstance(module, nn.Conv2d):
+            layers.append(SparseConv2d.from_dense(module))
+        else:
+            layers.append(module)
+    return nn.Sequential(*layers).eval()

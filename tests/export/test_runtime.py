@@ -1,0 +1,30 @@
+import json
+
+import torch
+
+from ticketlab.export.runtime import CrossoverCache, fast_network
+from ticketlab.export.sparse import SparseLinear
+from ticketlab.models import build_model
+
+
+def test_fast_network_matches_and_follows_the_cached_crossover(tmp_path):
+    model = build_model("lenet_300_100", (1, 8, 8), 10, seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name in model.prunable_names():
+            p = model.get_parameter(name)
+            p.mul_(torch.rand(p.shape, generator=g) < 0.05)
+    cache = tmp_path / "kernels.json"
+    x = torch.randn(8, 1, 8, 8)
+    net, notes = fast_network(model, (1, 8, 8), 8, cache=cache)
+    torch.testing.assert_close(net(x), model(x), rtol=0, atol=1e-5)
+    entries = json.loads(cache.read_text())
+    assert len(entries) == len(notes) == 3
+    # a cached crossover is used as stored, not measured again: force every layer to CSR, then to dense
+    for forced, kind in ((1.0, SparseLinear), (0.0, torch.nn.Linear)):
+        cache.write_text(json.dumps({key: forced for key in entries}))
+        net, _ = fast_network(model, (1, 8, 8), 8, cache=cache)
+        linears = [m for m in net if isinstance(m, (SparseLinear, torch.nn.Linear))]
+        assert all(type(m) is kind for m in linears)
+        torch.testing.assert_close(net(x), model(x), rtol=0, atol=1e-5)
+    assert CrossoverCache(cache).entries == {key: 0.0 for key in entries}
