@@ -2,7 +2,7 @@
 
 `--drivers N` (issue 16): N times, start `ticketlab imp` with two worker processes, SIGKILL
 the driver after a random 0-3 s, and check within 5 s that no process of it is left; then
-`--late M` more kills 3-12 s in, while levels finish. Then finish the run and compare its
+`--late M` more kills 5-25 s in, while levels finish. Then finish the run and compare its
 `ticketlab show` table byte for byte with an uninterrupted run in another store.
 
 `--ray` (issue 11): a sweep on a local Ray cluster; SIGKILL one Ray worker mid-level, later
@@ -68,7 +68,7 @@ def finished(runs: Path) -> dict[tuple, float]:
 
 
 def kill_drivers(times: int, late: int, root: Path, rng: random.Random) -> None:
-    """`times` kills 0-3 s after the start (the issue's), then `late` kills 3-12 s after it,
+    """`times` kills 0-3 s after the start (the issue's), then `late` kills 5-25 s after it,
     when levels are finishing, so the rerun has finished levels to keep."""
     runs = root / "killed"
     left_total = 0
@@ -76,7 +76,7 @@ def kill_drivers(times: int, late: int, root: Path, rng: random.Random) -> None:
         mark = uuid.uuid4().hex
         driver = ticketlab(*IMP, "--jobs", "2", "--runs-dir", str(runs), env=os.environ | {"TL_MARK": mark},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delay = rng.uniform(0, 3) if attempt < times else rng.uniform(3, 12)
+        delay = rng.uniform(0, 3) if attempt < times else rng.uniform(5, 25)
         time.sleep(delay)
         driver.kill()
         driver.wait()
@@ -133,7 +133,7 @@ def kill_ray(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drivers", type=int, default=20, help="driver kills (0: none)")
-    parser.add_argument("--late", type=int, default=5, help="further kills 3-12 s after the start")
+    parser.add_argument("--late", type=int, default=5, help="further kills 5-25 s after the start")
     parser.add_argument("--ray", action="store_true", help="also the Ray worker + driver kill")
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill delays")
     args = parser.parse_args()
