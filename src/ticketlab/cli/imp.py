@@ -85,7 +85,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--val-size", type=int, help="validation examples held out of training")
     group.add_argument("--normalization", choices=NORMALIZATIONS,
                        help="inputs to zero mean and unit variance (standard) or to [0, 1] (unit)")
-    group.add_argument("--model", help="lenet_300_100, conv2, conv4 or conv6")
+    group.add_argument("--model", help="lenet_300_100, conv2, conv4, conv6, resnet20 (resnet<6n+2>[_<width>]), vgg11/13/16/19")
     group = parser.add_argument_group("training (default: the paper's schedule for the model)")
     group.add_argument("--optimizer", choices=OPTIMIZERS)
     group.add_argument("--lr", type=float)
