@@ -21,9 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ticketlab.data import BatchIterator, Dataset
+from ticketlab.data.augment import crop_and_flip
 from ticketlab.errors import DivergedError
 from ticketlab.training.constraints import WeightConstraints
 from ticketlab.training.evaluate import evaluate
+from ticketlab.seeds import generator
+from ticketlab.training.lr import lr_factor as schedule_factor
 from ticketlab.training.progress import Progress
 from ticketlab.training.spec import TrainSpec
 
@@ -140,8 +143,13 @@ def train(
     With `start_step` = k the run continues a schedule from iteration k (late rewinding):
     it takes the batches iterations k+1... would have taken, and steps are numbered from k.
     With `lr_factor` the learning rate of iteration `step` is `spec.lr * lr_factor(step)`;
-    without it the rate is constant.
+    without it the spec's schedule (`spec.lr_schedule`, `spec.warmup`) sets it, and a
+    constant schedule leaves the optimizer's rate alone. With `spec.augment` every batch is
+    cropped and flipped (`data.augment`) by a generator seeded from (seed, "augment", step),
+    so a run restarted at iteration k sees the same augmented batches.
     """
+    if lr_factor is None:
+        lr_factor = schedule_factor(spec)
     optimizer = make_optimizer(spec, (p for p in model.parameters() if p.requires_grad))
     batches = batches_from(BatchIterator(dataset.train, spec.batch_size, seed=seed), start_step)
     result = TrainResult()
@@ -166,6 +174,8 @@ def train(
     reference = math.log(dataset.num_classes) if dataset.num_classes > 1 else 1.0
     for step in range(start_step + 1, spec.iterations + 1):
         x, y = next(batches)
+        if spec.augment:
+            x = crop_and_flip(x, generator(seed, "augment", step))
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
