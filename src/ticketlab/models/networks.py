@@ -33,6 +33,7 @@ from torch import nn
 
 from ticketlab.errors import TicketlabError
 from ticketlab.models.init import initialise
+from ticketlab.models.own import is_own_model, own_factory
 from ticketlab.registry import Registry
 
 
@@ -223,8 +224,12 @@ def model_factory(name: str):
 def build_model(
     name: str, input_shape: tuple[int, int, int], num_classes: int, seed: int
 ) -> Network:
-    """Build network `name` for inputs of `input_shape` and initialise it from `seed`."""
-    model = model_factory(name)(tuple(input_shape), num_classes)
+    """Build network `name` for inputs of `input_shape` and initialise it from `seed`.
+    A name with ':' is your own network, 'package.module:callable' (`models.own`)."""
+    if is_own_model(name):
+        model = own_factory(name)(tuple(input_shape), num_classes, seed)
+    else:
+        model = model_factory(name)(tuple(input_shape), num_classes)
     initialise(model, model.init_scheme, torch.Generator().manual_seed(seed),
                batchnorm_init=getattr(model, "batchnorm_init", "uniform"))
     return model
