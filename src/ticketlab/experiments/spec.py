@@ -60,6 +60,7 @@ class TrainingSpec:
     gamma: float | None = None
     warmup: int | None = None  # iterations of linear warm-up
     augment: bool | None = None  # random crop + flip per batch
+    precision: str | None = None  # fp32 (unset) or bf16
     epochs: float | None = None  # sets iterations from the training-set size when iterations is unset
     milestone_epochs: tuple[float, ...] | None = None  # sets milestones when milestones is unset
 
@@ -69,7 +70,7 @@ class TrainingSpec:
 
 
 EPOCH_FIELDS = ("epochs", "milestone_epochs")
-NEW_TRAINING_FIELDS = ("lr_schedule", "milestones", "gamma", "warmup", "augment")
+NEW_TRAINING_FIELDS = ("lr_schedule", "milestones", "gamma", "warmup", "augment", "precision")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ class TrainSpec:
     gamma: float = 0.1
     warmup: int = 0  # iterations of linear warm-up in front of the schedule
     augment: bool = False  # random crop of the 4-pixel padded image + horizontal flip, per batch
+    precision: str = "fp32"  # or "bf16": autocast forward and loss (training.device)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -59,5 +60,9 @@ class TrainSpec:
             raise SpecError(f"training.gamma must be a positive number, got {self.gamma!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise SpecError(f"training.warmup must be an integer >= 0, got {self.warmup!r}")
+        from ticketlab.training.device import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"training.precision: unknown {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if not isinstance(self.augment, bool):
             raise SpecError(f"training.augment must be true or false, got {self.augment!r}")
