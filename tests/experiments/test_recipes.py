@@ -59,3 +59,16 @@ def test_the_spec_overrides_the_recipe():
 def test_short_schedules_keep_rewinding_to_zero():
     spec = cifar_resolved("resnet20", {"training": {"iterations": 500}})
     assert spec.rewind.iteration == 0
+
+
+@pytest.mark.parametrize("training", [{}, {"iterations": 3000}, {"epochs": 2.0}, {"milestones": [100, 200]}])
+def test_a_resolved_recipe_spec_resolves_to_itself(tmp_path, training):
+    from ticketlab.experiments import load_spec
+
+    dataset = make_tiny_dataset(shape=(3, 8, 8))
+    once, _ = prepare(spec_from_dict({"model": {"name": "resnet8_4"}, "data": {"name": "tiny"},
+                                      "training": training}), tmp_path, dataset=dataset)
+    path = tmp_path / "spec.toml"
+    path.write_text(once.spec.to_toml())
+    twice, _ = prepare(load_spec(path), tmp_path / "again", dataset=dataset)
+    assert twice.spec == once.spec and twice.run_id == once.run_id

@@ -429,10 +429,16 @@ def _resolved_training(spec: ExperimentSpec, train_examples: int | None = None) 
                             f"({from_epochs} iterations) disagree; set only one of them")
         if "iterations" not in given:
             merged["iterations"] = from_epochs
-    if merged.get("milestone_epochs") is not None and "milestones" not in given:
-        if per_epoch is None:
+        elif "epochs" not in given:
+            merged["epochs"] = None  # the spec's iterations replace the recipe's epochs
+    if merged.get("milestone_epochs") is not None:
+        if "milestones" in given:
+            if "milestone_epochs" not in given:
+                merged["milestone_epochs"] = None  # the spec's milestones replace the recipe's
+        elif per_epoch is None:
             raise SpecError("training.milestone_epochs needs the training-set size; give training.milestones")
-        merged["milestones"] = tuple(max(1, round(m * per_epoch)) for m in merged["milestone_epochs"])
+        else:
+            merged["milestones"] = tuple(max(1, round(m * per_epoch)) for m in merged["milestone_epochs"])
     resolved = TrainingSpec(**merged)
     resolved.train_spec()  # validates, naming the field
     return resolved
