@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from ticketlab.errors import SpecError
 
 OPTIMIZERS = ("adam", "sgd")
+ADDED_FIELDS = ("lr_schedule", "milestones", "gamma", "warmup", "augment", "precision")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,13 @@ class TrainSpec:
     warmup: int = 0  # iterations of linear warm-up in front of the schedule
     augment: bool = False  # random crop of the 4-pixel padded image + horizontal flip, per batch
     precision: str = "fp32"  # or "bf16": autocast forward and loss (training.device)
+
+    def config(self) -> dict:
+        """The fields as a dict for identities (cell ids, stored configs): the fields added after
+        the first release appear only when set, so identities made before them stay valid."""
+        values = dataclasses.asdict(self)
+        defaults = TrainSpec.__dataclass_fields__
+        return {k: v for k, v in values.items() if k not in ADDED_FIELDS or v != defaults[k].default}
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
