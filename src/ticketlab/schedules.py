@@ -7,6 +7,8 @@ layers above it.
 
 from __future__ import annotations
 
+import re
+
 # Frankle & Carbin (2019), Figure 2: optimizer, learning rate, batch 60, training iterations.
 PAPER_TRAINING: dict[str, dict] = {
     "lenet_300_100": dict(optimizer="adam", lr=1.2e-3, batch_size=60, iterations=50_000),
@@ -40,3 +42,38 @@ def paper_training(model_name: str) -> dict:
 def paper_prune_rates(model_name: str) -> dict[str, float]:
     """The papers' per-kind prune rates for `model_name` (20% FC, 10% conv, half for output otherwise)."""
     return dict(PAPER_PRUNE_RATES.get(model_name, OTHER_PRUNE_RATES))
+
+
+# ---------------------------------------------------------------- CIFAR ResNets and VGGs
+# The recipes of OpenLTH's `cifar_resnet.py` / `cifar_vgg.py` default_hparams (Frankle et al.
+# 2020, "Linear Mode Connectivity and the Lottery Ticket Hypothesis", Table 1): SGD with
+# momentum 0.9, lr 0.1, batch 128, weight decay 1e-4, 160 epochs, the rate divided by 10 at
+# epochs 80 and 120 (He et al. 2016's CIFAR schedule), no warm-up (OpenLTH's defaults for
+# these two have none; `warmup` is there for the recipes that do, e.g. Frankle et al. 2019's
+# VGG-19 and ResNet-18), standard augmentation (random 32x32 crop of the 4-pixel padded image
+# and a horizontal flip). Epoch counts become iterations from the training-set size when a
+# spec is resolved.
+CIFAR_TRAINING = dict(
+    optimizer="sgd", lr=0.1, batch_size=128, momentum=0.9, weight_decay=1e-4, epochs=160.0,
+    lr_schedule="step", milestone_epochs=(80.0, 120.0), gamma=0.1, augment=True,
+)
+# OpenLTH's `sparse_global` pruning: 20% of the remaining weights per level under one global
+# threshold, with the output layer (`fc.weight`, `pruning_layers_to_ignore`) left dense.
+CIFAR_PRUNING = dict(strategy="global", global_rate=0.2, exclude_output=True)
+# Late rewinding (Frankle et al. 2019; 2020): IMP on these networks matches the dense accuracy
+# only when survivors restart from an early iteration rather than from initialisation. The
+# iteration used by default (about 5 epochs at batch 128 on CIFAR-10's 45k training images);
+# applied when the schedule is longer than it.
+CIFAR_REWIND_ITERATION = 2000
+
+_RESNET = re.compile(r"resnet\d+(_\d+)?")
+_VGG = re.compile(r"vgg\d+")
+
+
+def model_recipe(model_name: str) -> dict | None:
+    """The recipe of a CIFAR ResNet or VGG as {"training", "pruning", "rewind_iteration"}
+    (None for other networks: their schedules are `paper_training`'s)."""
+    if _RESNET.fullmatch(model_name) or _VGG.fullmatch(model_name):
+        return {"training": dict(CIFAR_TRAINING), "pruning": dict(CIFAR_PRUNING),
+                "rewind_iteration": CIFAR_REWIND_ITERATION}
+    return None

@@ -16,7 +16,7 @@ OVERRIDES = {
     "model": ("model", "name"),
     "optimizer": ("training", "optimizer"), "lr": ("training", "lr"), "batch_size": ("training", "batch_size"),
     "iterations": ("training", "iterations"), "eval_every": ("training", "eval_every"),
-    "weight_decay": ("training", "weight_decay"),
+    "weight_decay": ("training", "weight_decay"), "precision": ("training", "precision"),
     "criterion": ("pruning", "criterion"), "strategy": ("pruning", "strategy"), "levels": ("pruning", "levels"),
     "target_density": ("pruning", "target_density"), "global_rate": ("pruning", "global_rate"),
     "rewind_iteration": ("rewind", "iteration"), "rewind_epochs": ("rewind", "epochs"),
@@ -85,7 +85,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--val-size", type=int, help="validation examples held out of training")
     group.add_argument("--normalization", choices=NORMALIZATIONS,
                        help="inputs to zero mean and unit variance (standard) or to [0, 1] (unit)")
-    group.add_argument("--model", help="lenet_300_100, conv2, conv4 or conv6")
+    group.add_argument("--model", help="lenet_300_100, conv2, conv4, conv6, resnet20 (resnet<6n+2>[_<width>]), vgg11/13/16/19")
     group = parser.add_argument_group("training (default: the paper's schedule for the model)")
     group.add_argument("--optimizer", choices=OPTIMIZERS)
     group.add_argument("--lr", type=float)
@@ -93,6 +93,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--iterations", type=int, help="training iterations per level")
     group.add_argument("--eval-every", type=int)
     group.add_argument("--weight-decay", type=float)
+    group.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast (default fp32)")
     group = parser.add_argument_group("pruning and rewinding")
     group.add_argument("--criterion", help="mask criterion (default magnitude)")
     group.add_argument("--strategy", choices=STRATEGIES.names())

@@ -33,6 +33,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-size", type=int, help="examples held out of training for validation (default: per data set)")
     parser.add_argument("--seed", type=seed_int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")
     parser.add_argument("--mask", type=Path, help="a mask file (safetensors) to train the sparse network it keeps")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: bfloat16 autocast, channels-last convs (default: %(default)s)")
     add_threads(parser)
 
 
@@ -43,16 +46,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ticketlab.masks import Mask
     from ticketlab.models import build_model
     from ticketlab.training import Progress, TrainSpec, WeightConstraints, train
+    from ticketlab.training.device import resolve_device
 
     # Checked before any data is loaded; the length is filled in once the data set's size is known.
     spec = TrainSpec(
         optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
         momentum=args.momentum, weight_decay=args.weight_decay, eval_every=args.eval_every,
+        precision=args.precision,
         **({} if args.iterations is None else {"iterations": args.iterations}),
     )
     epochs = 5 if args.epochs is None else args.epochs
     if not (math.isfinite(epochs) and epochs > 0):
         raise TicketlabError(f"--epochs must be a positive number, got {epochs}")
+    device = resolve_device(args.device)
     apply_threads(args)
     dataset = load_dataset(
         args.dataset, args.data_dir, val_size=args.val_size, seed=args.seed, path=args.dataset_path,
@@ -73,7 +79,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{len(dataset.test)} test) for {iterations} iterations, seed {args.seed}"
     )
     with Progress(f"{args.model}/{dataset.name}", iterations) as progress:
-        result = train(model, dataset, spec, seed=args.seed, constraints=constraints, progress=progress)
+        result = train(model, dataset, spec, seed=args.seed, constraints=constraints, progress=progress,
+                       device=device)
     early, final = result.early_stop, result.final
     if len(dataset.val):
         print(f"early stop (min val loss) at iteration {early.step}: test accuracy {early.test_acc:.2%}")

@@ -64,6 +64,8 @@ class BatchIterator:
             return
         seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1, np.uint64)[0])
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+        if x.device.type != "cpu":
+            order = order.to(x.device)  # once per epoch: each batch is then one gather on the device
         for start in range(0, stop, b):
             idx = order[start : start + b]
             yield x[idx], y[idx]

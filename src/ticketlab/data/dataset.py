@@ -21,6 +21,12 @@ class Split:
     def __len__(self) -> int:
         return self.y.shape[0]
 
+    def to(self, device) -> "Split":
+        """This split on `device` (itself when it is there already)."""
+        if self.x.device == torch.device(device) and self.y.device == torch.device(device):
+            return self
+        return Split(self.x.to(device), self.y.to(device))
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -32,3 +38,9 @@ class Dataset:
     test: Split
     num_classes: int
     input_shape: tuple[int, int, int]  # (C, H, W)
+
+    def to(self, device) -> "Dataset":
+        """The data set with every split on `device`: move it once, before training."""
+        from dataclasses import replace
+
+        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))

@@ -23,7 +23,7 @@ from ticketlab.masks.pipeline import GradientBatch, prune
 from ticketlab.masks.thresholding import keep_top
 from ticketlab.models import INIT_STDS
 from ticketlab.registry import Registry
-from ticketlab.seeds import generator
+from ticketlab.seeds import derived_seed, generator
 from ticketlab.tickets import MASK0_ACTIONS, MASK1_ACTIONS
 
 if TYPE_CHECKING:
@@ -99,6 +99,21 @@ class TicketLine(Branch):
         return {name: action(keep, w_i[name], w_f[name]) for name, keep in mask.items()}
 
 
+def _fresh_normalisation(replicate: "Replicate", level: int) -> dict[str, torch.Tensor]:
+    """Batch-norm parameters and running statistics of a network drawn afresh from
+    `derived_seed(seed, "reinit_norm", level)`: the reinit baseline re-draws every learned
+    tensor of the initial distribution, not only the prunable weights (empty for networks
+    without normalisation layers, so their draws are unchanged)."""
+    names = {f"{prefix}.{key}" if prefix else key
+             for prefix, module in replicate.model.named_modules()
+             if isinstance(module, torch.nn.modules.batchnorm._NormBase)
+             for key, _ in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]}
+    if not names:
+        return {}
+    fresh = replicate.new_model(derived_seed(replicate.seed, "reinit_norm", level)).state_dict()
+    return {name: fresh[name] for name in names}
+
+
 class Reinit(Branch):
     name = "reinit"
 
@@ -106,7 +121,7 @@ class Reinit(Branch):
         return replicate.mask(MAIN, level)
 
     def start_weights(self, replicate, level):
-        return _with_mask1(replicate, level, "reinit")
+        return _with_mask1(replicate, level, "reinit") | _fresh_normalisation(replicate, level)
 
 
 class RandomMask(Branch):

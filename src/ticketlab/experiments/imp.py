@@ -61,6 +61,7 @@ class Replicate:
     report: LevelReport | None = None
     show_progress: bool = False
     check: Callable[[], None] = field(default=no_check)
+    device: str | None = None  # where levels train (None: where the model is, the CPU)
 
     def __post_init__(self):
         self.root = self.store.runs_dir / self.run_id / f"seed_{self.seed}"
@@ -224,8 +225,8 @@ class Replicate:
             progress.update(start, float("nan"))
             result = train(self.model, self.dataset, schedule, seed=self.seed,
                            constraints=WeightConstraints(self.model, mask, held), callbacks=callbacks,
-                           progress=progress, start_step=start)
-        final = {name: value.clone() for name, value in self.model.state_dict().items()}
+                           progress=progress, start_step=start, device=self.device)
+        final = {name: value.detach().cpu().clone() for name, value in self.model.state_dict().items()}
         self._record(branch, level, mask, final, result)
         return final
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ticketlab.errors import SpecError
 from ticketlab.masks.pipeline import STRATEGIES as PRUNING_STRATEGIES
-from ticketlab.schedules import PAPER_TRAINING, SMALL_DATA_TRAINING
+from ticketlab.schedules import PAPER_TRAINING, SMALL_DATA_TRAINING, model_recipe
 from ticketlab.training import TrainSpec
 
 STRATEGIES = tuple(PRUNING_STRATEGIES.names())  # the registry of masks.pipeline
@@ -54,9 +54,23 @@ class TrainingSpec:
     momentum: float | None = None
     weight_decay: float | None = None
     eval_every: int | None = None
+    # Added with the CIFAR networks; unset they keep old specs' behaviour and run ids.
+    lr_schedule: str | None = None  # constant, step, warmup, cosine (training.lr.LR_SCHEDULES)
+    milestones: tuple[int, ...] | None = None  # iterations, for the step schedule
+    gamma: float | None = None
+    warmup: int | None = None  # iterations of linear warm-up
+    augment: bool | None = None  # random crop + flip per batch
+    precision: str | None = None  # fp32 (unset) or bf16
+    epochs: float | None = None  # sets iterations from the training-set size when iterations is unset
+    milestone_epochs: tuple[float, ...] | None = None  # sets milestones when milestones is unset
 
     def train_spec(self) -> TrainSpec:
-        return TrainSpec(**{k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+        return TrainSpec(**{k: v for k, v in dataclasses.asdict(self).items()
+                            if v is not None and k not in EPOCH_FIELDS})
+
+
+EPOCH_FIELDS = ("epochs", "milestone_epochs")
+NEW_TRAINING_FIELDS = ("lr_schedule", "milestones", "gamma", "warmup", "augment", "precision")
 
 
 @dataclass(frozen=True)
@@ -248,9 +262,17 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
         rates_by_layer,
     )
 
-    training = _resolved_training(spec)
+    training = _resolved_training(spec, train_examples)
     schedule = training.train_spec()
+    recipe = model_recipe(spec.model.name)
     pruning = spec.pruning
+    if recipe is not None and pruning.strategy == "layerwise" and not pruning.rates and not pruning.exclude \
+            and pruning.global_rate == _default(PruningSpec, "global_rate"):
+        # the network's own pruning (OpenLTH sparse_global, output layer dense) unless the spec chose
+        rule = recipe["pruning"]
+        outputs = tuple(n for n, kind in layer_kinds.items() if kind == "output") if rule["exclude_output"] else ()
+        pruning = dataclasses.replace(pruning, strategy=rule["strategy"], global_rate=rule["global_rate"],
+                                      exclude=outputs)
     CRITERIA.get(pruning.criterion)  # unknown names list the valid ones
     if pruning.strategy not in STRATEGIES:
         raise SpecError(f"pruning.strategy: unknown {pruning.strategy!r}; valid: {', '.join(STRATEGIES)}")
@@ -323,6 +345,8 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
 
     rewind = spec.rewind
     iteration = rewind.iteration
+    if recipe is not None and rewind == RewindSpec() and recipe["rewind_iteration"] < schedule.iterations:
+        iteration = recipe["rewind_iteration"]  # late rewinding by default for these networks
     if rewind.epochs is not None:
         if not (math.isfinite(rewind.epochs) and rewind.epochs >= 0):
             raise SpecError(f"rewind.epochs must be a finite number >= 0, got {rewind.epochs}")
@@ -379,11 +403,42 @@ def _check_every_level_prunes(levels: int, layer_sizes: dict[str, int], per_laye
         alive = after
 
 
-def _resolved_training(spec: ExperimentSpec) -> TrainingSpec:
-    defaults = dataclasses.asdict(TrainSpec()) | PAPER_TRAINING.get(spec.model.name, {})
+def _resolved_training(spec: ExperimentSpec, train_examples: int | None = None) -> TrainingSpec:
+    """Defaults, then the paper's schedule or the network's recipe (`schedules.model_recipe`),
+    then the spec's own fields. Fields added after the first release stay unset unless a recipe
+    or the spec sets them, so old specs resolve (and hash) as before. Epoch counts become
+    iterations at ceil(train_examples / batch_size) iterations per epoch."""
+    defaults = {k: v for k, v in dataclasses.asdict(TrainSpec()).items() if k not in NEW_TRAINING_FIELDS}
+    defaults |= PAPER_TRAINING.get(spec.model.name, {})
+    recipe = model_recipe(spec.model.name)
+    if recipe is not None:
+        defaults |= recipe["training"]
     if spec.data.name == "digits":
+        defaults.pop("epochs", None)
         defaults |= SMALL_DATA_TRAINING
     given = {k: v for k, v in dataclasses.asdict(spec.training).items() if v is not None}
-    resolved = TrainingSpec(**(defaults | given))
+    merged = defaults | given
+    batch_size = merged["batch_size"]
+    per_epoch = math.ceil(train_examples / batch_size) if train_examples else None
+    if merged.get("epochs") is not None:
+        if per_epoch is None:
+            raise SpecError("training.epochs needs the training-set size; give training.iterations instead")
+        from_epochs = max(1, round(merged["epochs"] * per_epoch))
+        if "iterations" in given and "epochs" in given and given["iterations"] != from_epochs:
+            raise SpecError(f"training.iterations = {given['iterations']} and training.epochs = {given['epochs']} "
+                            f"({from_epochs} iterations) disagree; set only one of them")
+        if "iterations" not in given:
+            merged["iterations"] = from_epochs
+        elif "epochs" not in given:
+            merged["epochs"] = None  # the spec's iterations replace the recipe's epochs
+    if merged.get("milestone_epochs") is not None:
+        if "milestones" in given:
+            if "milestone_epochs" not in given:
+                merged["milestone_epochs"] = None  # the spec's milestones replace the recipe's
+        elif per_epoch is None:
+            raise SpecError("training.milestone_epochs needs the training-set size; give training.milestones")
+        else:
+            merged["milestones"] = tuple(max(1, round(m * per_epoch)) for m in merged["milestone_epochs"])
+    resolved = TrainingSpec(**merged)
     resolved.train_spec()  # validates, naming the field
     return resolved

@@ -129,7 +129,7 @@ class Plan:
             schedule["iterations"] = self.dense_iterations
         schedule["eval_every"] = max(1, schedule["iterations"] // EVALUATIONS)
         config = dict(kind="trained", network=network, model=model, dataset=dataset, normalization=NORMALIZATION,
-                      seed=self.seed, training=dataclasses.asdict(TrainSpec(**schedule)))
+                      seed=self.seed, training=TrainSpec(**schedule).config())  # the pre-schedule fields: cell ids unchanged
         return Cell(network, "trained", config)
 
     def _learn_config(self, network: str, dataset: str, what: dict) -> dict:

@@ -46,6 +46,13 @@ class WeightConstraints:
                     held = None
             self._entries.append((param, keep_float, held))
 
+    def follow_parameters(self) -> None:
+        """Move the masks and held values to their parameters' devices (after `model.to(...)`)."""
+        self._entries = [
+            (param, keep.to(param.device), held if held is None else held.to(param.device))
+            for param, keep, held in self._entries
+        ]
+
     @torch.no_grad()
     def apply_(self) -> None:
         """Write the held values into every entry that does not train."""

@@ -21,9 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ticketlab.data import BatchIterator, Dataset
+from ticketlab.data.augment import crop_and_flip
 from ticketlab.errors import DivergedError
 from ticketlab.training.constraints import WeightConstraints
 from ticketlab.training.evaluate import evaluate
+from ticketlab.seeds import generator
+from ticketlab.training.lr import lr_factor as schedule_factor
 from ticketlab.training.progress import Progress
 from ticketlab.training.spec import TrainSpec
 
@@ -67,6 +70,9 @@ class TrainResult:
 
 
 DIVERGENCE_FACTOR = 1_000.0
+# Device types on which the loop reads every step's loss at once (a wait that costs nothing
+# on the CPU); elsewhere it reads the losses at evaluations only.
+SYNC_EVERY_STEP = ("cpu",)
 
 
 def diverged(loss: float, reference: float) -> bool:
@@ -134,14 +140,41 @@ def train(
     progress: Progress | None = None,
     start_step: int = 0,
     lr_factor: LrFactor | None = None,
+    device: torch.device | str | None = None,
 ) -> TrainResult:
     """Train `model` in place up to iteration `spec.iterations`; batches are drawn from `seed`.
 
     With `start_step` = k the run continues a schedule from iteration k (late rewinding):
     it takes the batches iterations k+1... would have taken, and steps are numbered from k.
     With `lr_factor` the learning rate of iteration `step` is `spec.lr * lr_factor(step)`;
-    without it the rate is constant.
+    without it the spec's schedule (`spec.lr_schedule`, `spec.warmup`) sets it, and a
+    constant schedule leaves the optimizer's rate alone. With `spec.augment` every batch is
+    cropped and flipped (`data.augment`) by a generator seeded from (seed, "augment", step),
+    so a run restarted at iteration k sees the same augmented batches.
+
+    With `device` the model, the constraints and the data set move there once, before the
+    first step; without it everything stays where it is. On a device other than the CPU the
+    loop never waits for the device between evaluations: step losses are summed there and
+    the divergence check reads the window's largest loss at each evaluation (on the CPU it
+    checks every step, as before). `spec.precision = "bf16"` runs forward and loss under
+    bfloat16 autocast, conv networks in channels-last memory format.
     """
+    if lr_factor is None:
+        lr_factor = schedule_factor(spec)
+    if device is not None:
+        model.to(torch.device(device))
+        dataset = dataset.to(torch.device(device))
+        if constraints is not None:
+            constraints.follow_parameters()
+    device = next(model.parameters()).device
+    autocast = contextlib.nullcontext()
+    if spec.precision == "bf16":
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+        if any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in model.modules()):
+            model.to(memory_format=torch.channels_last)
+    sync_every_step = device.type in SYNC_EVERY_STEP
+    window_sum = window_max = None
+    window_start = start_step + 1
     optimizer = make_optimizer(spec, (p for p in model.parameters() if p.requires_grad))
     batches = batches_from(BatchIterator(dataset.train, spec.batch_size, seed=seed), start_step)
     result = TrainResult()
@@ -166,19 +199,31 @@ def train(
     reference = math.log(dataset.num_classes) if dataset.num_classes > 1 else 1.0
     for step in range(start_step + 1, spec.iterations + 1):
         x, y = next(batches)
+        if spec.augment:
+            x = crop_and_flip(x, generator(seed, "augment", step))
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        with autocast:
+            loss = F.cross_entropy(model(x), y)
         loss.backward()
-        loss_value = loss.item()
-        if step == start_step + 1 and math.isfinite(loss_value):
-            reference = max(reference, loss_value)
-        if diverged(loss_value, reference):
-            raise DivergedError(
-                f"training diverged at iteration {step}: loss {loss_value:.4g}, against {reference:.4g} at "
-                f"the start (diverged: NaN, infinite, or over {DIVERGENCE_FACTOR:g} times that). "
-                f"Lower the learning rate (now {spec.lr:g}) or check the input data."
-            )
-        loss_sum += loss_value
+        if sync_every_step:
+            loss_value = loss.item()
+            if step == start_step + 1 and math.isfinite(loss_value):
+                reference = max(reference, loss_value)
+            if diverged(loss_value, reference):
+                raise DivergedError(
+                    f"training diverged at iteration {step}: loss {loss_value:.4g}, against {reference:.4g} at "
+                    f"the start (diverged: NaN, infinite, or over {DIVERGENCE_FACTOR:g} times that). "
+                    f"Lower the learning rate (now {spec.lr:g}) or check the input data."
+                )
+            loss_sum += loss_value
+        else:
+            value = loss.detach().float()
+            if step == start_step + 1:
+                first = value.item()  # one wait for the device, at the first step only
+                if math.isfinite(first):
+                    reference = max(reference, first)
+            window_sum = value if window_sum is None else window_sum + value
+            window_max = value if window_max is None else torch.maximum(window_max, value)
         loss_count += 1
         if constraints is not None:
             constraints.mask_grads_()
@@ -191,7 +236,21 @@ def train(
         for callback in callbacks:
             callback(step, model)
         if step % spec.eval_every == 0 or step == spec.iterations:
+            if not sync_every_step:
+                worst = window_max.item()
+                if diverged(worst, reference):
+                    raise DivergedError(
+                        f"training diverged between iterations {window_start} and {step}: loss up to {worst:.4g}, "
+                        f"against {reference:.4g} at the start (diverged: NaN, infinite, or over "
+                        f"{DIVERGENCE_FACTOR:g} times that). Lower the learning rate (now {spec.lr:g}) or check "
+                        "the input data."
+                    )
+                loss_sum = window_sum.item()
+                window_sum = window_max = None
+                window_start = step + 1
             record(step, loss_sum / loss_count)
             loss_sum, loss_count = 0.0, 0
+    if spec.precision == "bf16":
+        model.to(memory_format=torch.contiguous_format)  # the caller's model as it came
     result.seconds = time.perf_counter() - started
     return result
