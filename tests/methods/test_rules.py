@@ -126,3 +126,13 @@ def test_set_trainable_refuses_held_values():
     constraints = WeightConstraints(model, mask, held)
     with pytest.raises(Exception, match="held values"):
         constraints.set_trainable_(mask)
+
+
+def test_gradual_methods_choose_early_stop_at_the_final_density():
+    from ticketlab.methods.gradual import at_final_density
+    from ticketlab.training import Evaluation, TrainResult
+    evaluations = [Evaluation(s, 0.0, loss, 0.0, 0.0, acc) for s, loss, acc in
+                   [(0, 9.0, 0.1), (100, 0.1, 0.99), (200, 0.5, 0.9), (300, 0.4, 0.91)]]
+    result = at_final_density(TrainResult(evaluations, 1.0, 0.5), 150)
+    assert [e.step for e in result.evaluations] == [200, 300] and result.early_stop.step == 300
+    assert [e.step for e in at_final_density(TrainResult(evaluations), 400).evaluations] == [300]

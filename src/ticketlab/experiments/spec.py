@@ -363,7 +363,8 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
 
     from ticketlab.methods import METHODS
 
-    METHODS.get(spec.method.name).check(spec)  # unknown names list the valid ones
+    METHODS.get(spec.method.name).check(  # unknown names list the valid ones
+        dataclasses.replace(spec, training=training, pruning=pruning, rewind=rewind), train_examples)
     for name in spec.baselines:
         if name not in baseline_names():
             raise SpecError(f"baselines: unknown baseline {name!r}; valid: {', '.join(baseline_names())}")

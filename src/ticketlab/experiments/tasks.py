@@ -3,7 +3,8 @@
 IMP (the default method): per seed, its dense level, its IMP line, its baselines. A
 one-level method (SNIP, SynFlow, GMP, RigL ...): per seed one `MethodTask`, which writes
 level 1 of branch `<method>` like an IMP level (mask, final weights, checksums, metrics,
-plus the metric `train_iterations`: the training it cost).
+plus the metrics `train_iterations`, the training it cost, and `method_seconds`, the wall
+time of the whole method: mask search and training).
 
 The dense level is a task of its own, keyed by what determines it (data, model, schedule,
 rewind point, seed), so runs that differ only in pruning or ticket settings share it: the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,11 +179,13 @@ class MethodTask:
         with Progress(label, schedule.iterations, enabled=context.show_progress) as progress:
             problem = Problem(model, replicate.dataset, schedule, self.seed, spec.pruning.target_density,
                               spec.method, one_shot, progress, context.check)
+            started = time.perf_counter()
             found = METHODS.get(self.method).find(problem)
+            seconds = time.perf_counter() - started
         replicate.save(replicate.level_dir(self.method, 1) / "mask.safetensors", dict(found.mask.items()))
         final = {name: value.clone() for name, value in model.state_dict().items()}
         replicate._record(self.method, 1, found.mask, final, found.result,
-                          extra_metrics=((0, "train_iterations", float(found.iterations)),))
+                          extra_metrics=((0, "train_iterations", float(found.iterations)), (0, "method_seconds", seconds)))
 
 
 def verifies(store: ResultsStore, relative: Path) -> bool:

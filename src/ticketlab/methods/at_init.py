@@ -83,8 +83,8 @@ def train_masked(problem: Problem, mask: Mask, initial: dict) -> Found:
 class Snip(Method):
     name = "snip"
 
-    def check(self, spec) -> None:
-        super().check(spec)
+    def check(self, spec, train_examples=None) -> None:
+        super().check(spec, train_examples)
         if spec.method.batches < 1:
             raise SpecError(f"method.batches must be >= 1, got {spec.method.batches}")
 
@@ -103,8 +103,8 @@ class Snip(Method):
 class SynFlow(Method):
     name = "synflow"
 
-    def check(self, spec) -> None:
-        super().check(spec)
+    def check(self, spec, train_examples=None) -> None:
+        super().check(spec, train_examples)
         if spec.method.rounds < 1:
             raise SpecError(f"method.rounds must be >= 1, got {spec.method.rounds}")
 

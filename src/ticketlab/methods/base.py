@@ -69,8 +69,9 @@ class Method:
     def plan(self, spec) -> list[Planned]:
         return [Planned("method", seed, self.name) for seed in spec.seeds]
 
-    def check(self, spec) -> None:
-        """Refuse, before training, a spec this method cannot run (called by `resolve`)."""
+    def check(self, spec, train_examples: int | None = None) -> None:
+        """Refuse, before training, a spec this method cannot run (called by `resolve` with
+        the resolved training schedule and the number of training examples)."""
         if spec.pruning.target_density is None:
             raise SpecError(f"method {self.name!r} prunes to pruning.target_density: set it")
         if spec.baselines:
@@ -96,7 +97,7 @@ class IMP(Method):
             planned += [Planned("dense", seed, self.name), Planned("branch", seed, self.name)]
         return planned + [Planned("branch", seed, branch) for branch in spec.baselines for seed in spec.seeds]
 
-    def check(self, spec) -> None:
+    def check(self, spec, train_examples: int | None = None) -> None:
         return None
 
 

@@ -65,8 +65,8 @@ def dense_gradients(model, problem: Problem, step: int, names) -> dict[str, torc
 
 
 class DynamicSparse(Method):
-    def check(self, spec) -> None:
-        super().check(spec)
+    def check(self, spec, train_examples=None) -> None:
+        super().check(spec, train_examples)
         m = spec.method
         check_distribution(m.distribution)
         if not 0 < m.end_fraction <= 1 or m.every < 1 or not 0 <= m.update_fraction < 1:

@@ -58,8 +58,8 @@ class _Found(Exception):
 class EarlyBird(Method):
     name = "early_bird"
 
-    def check(self, spec) -> None:
-        super().check(spec)
+    def check(self, spec, train_examples=None) -> None:
+        super().check(spec, train_examples)
         if spec.method.window < 1 or not 0 < spec.method.threshold <= 1:
             raise SpecError("method: early_bird needs window >= 1 and 0 < threshold <= 1")
 

@@ -12,6 +12,9 @@
   remaining weights by |w| (default: the rate that reaches the target after the last
   pruning epoch, r = 1 - target^(1/P), P the number of epoch ends before the last iteration).
 
+The level's early-stop iteration and accuracy are chosen among the evaluations at or after
+the last pruning step (the target-density network), not among earlier, denser ones.
+
 Both change the mask through `WeightConstraints.set_trainable_`: pruned weights are zeroed
 and stay zero; the optimizer state of the survivors is kept.
 """
@@ -29,7 +32,7 @@ from ticketlab.masks.pipeline import prune
 from ticketlab.methods.base import METHODS, Found, Method, Problem
 from ticketlab.methods.distributions import PerLayerDensity
 from ticketlab.seeds import generator
-from ticketlab.training import WeightConstraints, train
+from ticketlab.training import TrainResult, WeightConstraints, train
 
 
 def polynomial_density(step: int, t0: int, n: int, dt: int, target: float, initial: float = 1.0) -> float:
@@ -78,14 +81,22 @@ def train_gradually(problem: Problem, schedule: dict[int, float]) -> Found:
 
     result = train(model, problem.dataset, problem.schedule, seed=problem.seed, constraints=constraints,
                    callbacks=[prune_now], progress=problem.progress)
-    return Found(constraints.trainable, result, problem.schedule.iterations)
+    return Found(constraints.trainable, at_final_density(result, max(schedule)), problem.schedule.iterations)
+
+
+def at_final_density(result: TrainResult, last_prune: int) -> TrainResult:
+    """The run's evaluations from the last pruning step on, so that the early-stop iteration
+    (minimum validation loss) is chosen among evaluations of the final, target-density mask
+    and not of a denser network earlier in the run (the final evaluation is always kept)."""
+    kept = [e for e in result.evaluations if e.step >= last_prune] or result.evaluations[-1:]
+    return TrainResult(kept, result.seconds, result.eval_seconds)
 
 
 class GMP(Method):
     name = "gmp"
 
-    def check(self, spec) -> None:
-        super().check(spec)
+    def check(self, spec, train_examples=None) -> None:
+        super().check(spec, train_examples)
         m = spec.method
         if not 0 <= m.start_fraction < m.end_fraction <= 1:
             raise SpecError("method: need 0 <= start_fraction < end_fraction <= 1, got "
@@ -102,10 +113,14 @@ class GMP(Method):
 class PruneEachEpoch(Method):
     name = "prune_each_epoch"
 
-    def check(self, spec) -> None:
-        super().check(spec)
+    def check(self, spec, train_examples=None) -> None:
+        super().check(spec, train_examples)
         if spec.method.rate is not None and not 0 < spec.method.rate < 1:
             raise SpecError(f"method.rate must be in (0, 1), got {spec.method.rate}")
+        if train_examples is not None:
+            schedule = spec.training.train_spec()
+            epoch_schedule(schedule.iterations, -(-train_examples // schedule.batch_size), spec.pruning.target_density,
+                           spec.method.rate)
 
     def find(self, problem: Problem) -> Found:
         length = len(BatchIterator(problem.dataset.train, problem.schedule.batch_size, seed=problem.seed))
