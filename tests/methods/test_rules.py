@@ -136,3 +136,41 @@ def test_gradual_methods_choose_early_stop_at_the_final_density():
     result = at_final_density(TrainResult(evaluations, 1.0, 0.5), 150)
     assert [e.step for e in result.evaluations] == [200, 300] and result.early_stop.step == 300
     assert [e.step for e in at_final_density(TrainResult(evaluations), 400).evaluations] == [300]
+
+
+def test_grasp_hessian_gradient_product_against_finite_differences():
+    import torch.nn.functional as F
+
+    from tinydata import make_tiny_dataset
+    from ticketlab.experiments.spec import MethodSpec
+    from ticketlab.methods import Problem
+    from ticketlab.methods.at_init import GRASP_TEMPERATURE, grasp_scores
+    from ticketlab.training import TrainSpec
+
+    dataset = make_tiny_dataset(shape=(1, 2, 2), classes=3)
+    model = build_model("lenet_300_100", dataset.input_shape, dataset.num_classes, seed=0).double()
+    dataset.train.x.data = dataset.train.x.double()
+    problem = Problem(model, dataset, TrainSpec(batch_size=16), 0, 0.1, MethodSpec(), GlobalToDensity(0.1))
+    scores = grasp_scores(model, problem, 1)
+    from ticketlab.data import BatchIterator
+    from ticketlab.seeds import derived_seed
+    x, y = next(iter(BatchIterator(dataset.train, 16, seed=derived_seed(0, "gradients", 1)).epoch(0)))
+    names = model.prunable_names()
+    params = [model.get_parameter(n) for n in names]
+
+    def grad_at(shift):
+        with torch.no_grad():
+            for p, d in zip(params, shift):
+                p.add_(d)
+        grads = torch.autograd.grad(F.cross_entropy(model(x) / GRASP_TEMPERATURE, y), params)
+        with torch.no_grad():
+            for p, d in zip(params, shift):
+                p.sub_(d)
+        return grads
+
+    g = grad_at([torch.zeros_like(p) for p in params])
+    eps = 1e-3
+    plus, minus = grad_at([eps * a for a in g]), grad_at([-eps * a for a in g])
+    for name, p, a, b in zip(names, params, plus, minus):
+        hg = (a - b) / (2 * eps)
+        assert torch.allclose(scores[name], p.detach() * hg, rtol=1e-4, atol=1e-12)

@@ -97,7 +97,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--eval-every", type=int)
     group.add_argument("--weight-decay", type=float)
     group = parser.add_argument_group("pruning and rewinding")
-    group.add_argument("--method", help="imp (default), snip, synflow, gmp, prune_each_epoch, rigl, set or "
+    group.add_argument("--method", help="imp (default), snip, synflow, grasp, gmp, prune_each_epoch, rigl, set or "
                        "early_bird (all but imp need --target-density; docs/methods.md)")
     group.add_argument("--criterion", help="mask criterion (default magnitude)")
     group.add_argument("--strategy", choices=STRATEGIES.names())

@@ -102,12 +102,12 @@ class TicketSpec:
 class MethodSpec:
     """How the experiment finds its sparse network (`ticketlab.methods.METHODS`): `imp` (the
     default: the IMP line, levels and baselines as configured above) or a method that trains
-    one level at `pruning.target_density` (snip, synflow, gmp, prune_each_epoch, rigl, set,
-    early_bird). The other fields are method parameters; each method reads only its own and
+    one level at `pruning.target_density` (snip, synflow, grasp, gmp, prune_each_epoch, rigl,
+    set, early_bird). The other fields are method parameters; each method reads only its own and
     documents its defaults (docs/methods.md). Non-default fields alone enter the run id."""
 
     name: str = "imp"
-    batches: int = 1  # snip: gradient batches summed for the scores
+    batches: int = 1  # snip, grasp: gradient batches summed for the scores
     rounds: int = 100  # synflow: pruning rounds (exponential schedule to the target)
     start_fraction: float = 0.1  # gmp: pruning starts at this fraction of training
     end_fraction: float = 0.75  # gmp: reaches the target here; rigl/set: last mask update here

@@ -1,6 +1,6 @@
 """Methods beyond IMP, each a registered object on the same engine and store (issue #13).
 
-`METHODS` holds: `imp` (the default), `snip`, `synflow` (pruning at initialisation),
+`METHODS` holds: `imp` (the default), `snip`, `synflow`, `grasp` (pruning at initialisation),
 `gmp`, `prune_each_epoch` (gradual pruning), `rigl`, `set` (dynamic sparse training),
 `early_bird`. Definitions, defaults and references: each module's docstring and
 docs/methods.md.

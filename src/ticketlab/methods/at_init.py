@@ -11,8 +11,13 @@
   `method.rounds` (default 100) rounds, round k pruning globally to density target^(k/n)
   (the paper's exponential schedule), each round scoring the network masked by the last.
   Computed in float64, as the reference code.
+- `grasp` (Wang et al. 2020, "Picking winning tickets before training by preserving
+  gradient flow"): with logits divided by a temperature of 200 (the reference code's), g =
+  the loss gradient summed over `method.batches` training batches and Hg its
+  Hessian-gradient product; the reference removes the weights with the largest -w ⊙ Hg, so
+  the score kept is w ⊙ Hg (signed), one global threshold, one shot to the target.
 
-Both then train the masked network from its initial weights for the training schedule:
+All three then train the masked network from its initial weights for the training schedule:
 one level, no dense level.
 """
 
@@ -124,5 +129,51 @@ class SynFlow(Method):
         return train_masked(problem, self.mask(problem), initial)
 
 
+GRASP_TEMPERATURE = 200.0
+
+
+def grasp_scores(model: Network, problem: Problem, batches: int) -> dict[str, torch.Tensor]:
+    """w ⊙ Hg per prunable weight (higher = kept), at `model`'s weights."""
+    import torch.nn.functional as F
+
+    from ticketlab.data import BatchIterator
+
+    names = model.prunable_names()
+    params = [model.get_parameter(n) for n in names]
+    data = []
+    for i in range(batches):
+        seed = derived_seed(problem.seed, "gradients", 1, i) if i else derived_seed(problem.seed, "gradients", 1)
+        data.append(next(iter(BatchIterator(problem.dataset.train, problem.schedule.batch_size, seed=seed).epoch(0))))
+    g = [torch.zeros_like(p) for p in params]
+    for x, y in data:
+        grads = torch.autograd.grad(F.cross_entropy(model(x) / GRASP_TEMPERATURE, y), params)
+        g = [a + b for a, b in zip(g, grads)]
+    hg = [torch.zeros_like(p) for p in params]
+    for x, y in data:
+        grads = torch.autograd.grad(F.cross_entropy(model(x) / GRASP_TEMPERATURE, y), params, create_graph=True)
+        z = sum((a * b.detach()).sum() for a, b in zip(grads, g))
+        hg = [a + b for a, b in zip(hg, torch.autograd.grad(z, params))]
+    return {n: (p.detach() * h).detach() for n, p, h in zip(names, params, hg)}
+
+
+class GraSP(Method):
+    name = "grasp"
+
+    def check(self, spec, train_examples=None) -> None:
+        super().check(spec, train_examples)
+        if spec.method.batches < 1:
+            raise SpecError(f"method.batches must be >= 1, got {spec.method.batches}")
+
+    def mask(self, problem: Problem) -> Mask:
+        scores = grasp_scores(copy.deepcopy(problem.model), problem, problem.params.batches)
+        return GlobalToDensity(problem.target).prune(Mask.ones(problem.model), scores,
+                                                    generator(problem.seed, "prune", 1))
+
+    def find(self, problem: Problem) -> Found:
+        initial = {k: v.clone() for k, v in problem.model.state_dict().items()}
+        return train_masked(problem, self.mask(problem), initial)
+
+
 METHODS.register(Snip.name, Snip())
+METHODS.register(GraSP.name, GraSP())
 METHODS.register(SynFlow.name, SynFlow())
