@@ -139,3 +139,14 @@ def test_a_sweep_over_methods_gives_one_table(tmp_path):
     lines = table.splitlines()
     assert "level 1" in lines[0] and "level 0" not in lines[0]
     assert len(lines) == 4 and "snip" in lines[2] and "gmp" in lines[3] and "–" not in table
+
+
+def test_cli_method_flag(tmp_path, capsys):
+    from ticketlab.cli import main
+    args = ["imp", "--method", "snip", "--target-density", "0.2", "--iterations", "30", "--eval-every", "10",
+            "--runs-dir", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "method snip to 20.00% remaining" in out and "| snip | 1 | 20.00% |" in out
+    assert main(args) == 0  # resumes: nothing left to train
+    assert "seed 0 snip" not in capsys.readouterr().out
