@@ -59,7 +59,8 @@ def test_imp_plans_todays_tasks(tmp_path):
 
 @pytest.mark.parametrize("name", ONE_LEVEL)
 def test_method_trains_exactly_one_level_and_resumes(tmp_path, name):
-    experiment, _, store = run(tmp_path, {"name": name, "every": 10, "rounds": 5})
+    params = {"every": 10} if name in ("gmp", "rigl", "set") else {"rounds": 5} if name == "synflow" else {}
+    experiment, _, store = run(tmp_path, {"name": name} | params)
     rows = store.levels(experiment.run_id)
     assert [(r.branch, r.level) for r in rows] == [(name, 1)]  # no dense level 0
     (row,) = rows
@@ -91,6 +92,11 @@ def test_one_level_methods_refuse_a_spec_without_target_or_with_baselines(tmp_pa
                                 "baselines": ["reinit"]}), tmp_path, dataset=dataset)
     with pytest.raises(Exception, match="unknown method"):
         prepare(spec_from_dict({"method": {"name": "nope"}}), tmp_path, dataset=dataset)
+    with pytest.raises(SpecError, match="not a parameter of method 'snip'"):
+        prepare(spec_from_dict({"method": {"name": "snip", "rounds": 5}, "pruning": {"target_density": 0.2}}),
+                tmp_path, dataset=dataset)
+    with pytest.raises(SpecError, match="not a parameter of method 'imp'"):
+        prepare(spec_from_dict({"method": {"window": 3}}), tmp_path, dataset=dataset)
     with pytest.raises(SpecError, match="distribution"):
         prepare(spec_from_dict({"method": {"name": "set", "distribution": "x"}, "pruning": {"target_density": 0.2}}),
                 tmp_path, dataset=dataset)

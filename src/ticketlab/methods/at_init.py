@@ -87,6 +87,7 @@ def train_masked(problem: Problem, mask: Mask, initial: dict) -> Found:
 
 class Snip(Method):
     name = "snip"
+    params = ("batches",)
 
     def check(self, spec, train_examples=None) -> None:
         super().check(spec, train_examples)
@@ -107,6 +108,7 @@ class Snip(Method):
 
 class SynFlow(Method):
     name = "synflow"
+    params = ("rounds",)
 
     def check(self, spec, train_examples=None) -> None:
         super().check(spec, train_examples)
@@ -158,6 +160,7 @@ def grasp_scores(model: Network, problem: Problem, batches: int) -> dict[str, to
 
 class GraSP(Method):
     name = "grasp"
+    params = ("batches",)
 
     def check(self, spec, train_examples=None) -> None:
         super().check(spec, train_examples)

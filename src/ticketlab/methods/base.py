@@ -12,6 +12,7 @@ A method says which tasks it needs through `plan(spec)`: a list of `Planned` sta
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -65,6 +66,7 @@ class Found:
 class Method:
     name: str
     one_level = True  # trains one level at the target density, no dense level
+    params: tuple[str, ...] = ()  # the [method] fields it reads; others must keep their defaults
 
     def plan(self, spec) -> list[Planned]:
         return [Planned("method", seed, self.name) for seed in spec.seeds]
@@ -72,6 +74,7 @@ class Method:
     def check(self, spec, train_examples: int | None = None) -> None:
         """Refuse, before training, a spec this method cannot run (called by `resolve` with
         the resolved training schedule and the number of training examples)."""
+        check_params(self, spec)
         if spec.pruning.target_density is None:
             raise SpecError(f"method {self.name!r} prunes to pruning.target_density: set it")
         if spec.baselines:
@@ -82,6 +85,17 @@ class Method:
 
 
 METHODS: Registry[Method] = Registry("method")
+
+
+def check_params(method: Method, spec) -> None:
+    """A [method] field the method does not read must keep its default: otherwise it would
+    change the run id and nothing else."""
+    defaults = type(spec.method)()
+    for f in dataclasses.fields(spec.method):
+        if f.name != "name" and f.name not in method.params and getattr(spec.method, f.name) != getattr(defaults, f.name):
+            used = ", ".join(method.params) or "none"
+            raise SpecError(f"method.{f.name} is not a parameter of method {method.name!r} (its parameters: {used}); "
+                            "drop it")
 
 
 class IMP(Method):
@@ -98,7 +112,7 @@ class IMP(Method):
         return planned + [Planned("branch", seed, branch) for branch in spec.baselines for seed in spec.seeds]
 
     def check(self, spec, train_examples: int | None = None) -> None:
-        return None
+        check_params(self, spec)
 
 
 METHODS.register(IMP.name, IMP())

@@ -65,6 +65,7 @@ def dense_gradients(model, problem: Problem, step: int, names) -> dict[str, torc
 
 
 class DynamicSparse(Method):
+    params = ("distribution", "update_fraction", "end_fraction", "every")
     def check(self, spec, train_examples=None) -> None:
         super().check(spec, train_examples)
         m = spec.method

@@ -57,6 +57,7 @@ class _Found(Exception):
 
 class EarlyBird(Method):
     name = "early_bird"
+    params = ("window", "threshold")
 
     def check(self, spec, train_examples=None) -> None:
         super().check(spec, train_examples)

@@ -94,6 +94,7 @@ def at_final_density(result: TrainResult, last_prune: int) -> TrainResult:
 
 class GMP(Method):
     name = "gmp"
+    params = ("start_fraction", "end_fraction", "every")
 
     def check(self, spec, train_examples=None) -> None:
         super().check(spec, train_examples)
@@ -112,6 +113,7 @@ class GMP(Method):
 
 class PruneEachEpoch(Method):
     name = "prune_each_epoch"
+    params = ("rate",)
 
     def check(self, spec, train_examples=None) -> None:
         super().check(spec, train_examples)
