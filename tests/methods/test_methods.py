@@ -156,3 +156,29 @@ def test_cli_method_flag(tmp_path, capsys):
     assert "method snip to 20.00% remaining" in out and "| snip | 1 | 20.00% |" in out
     assert main(args) == 0  # resumes: nothing left to train
     assert "seed 0 snip" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["rigl", "set"])
+def test_dynamic_sparse_moves_the_mask_at_fixed_per_layer_counts(name):
+    from ticketlab.masks.pipeline import prune
+    from ticketlab.methods.distributions import PerLayerDensity, erk
+    dataset = make_tiny_dataset()
+    model = build_model("lenet_300_100", dataset.input_shape, dataset.num_classes, seed=0)
+    shapes = {n: tuple(model.get_parameter(n).shape) for n in model.prunable_names()}
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    first = prune("random", initial, None, Mask.ones(model), PerLayerDensity(erk(shapes, 0.2)),
+                  generator(0, "sparse_init", 1))
+    found = METHODS.get(name).find(problem(model, dataset, 0.2, distribution="erk", every=5))
+    for layer, keep in found.mask.items():
+        assert int(keep.sum()) == int(first[layer].sum())  # density fixed, per layer
+        assert not model.get_parameter(layer)[~keep].any()
+    assert found.mask != first  # updates at 5, 10 (< 0.75 * 20 = 15) moved it
+
+
+def test_gmp_ends_with_every_layer_at_the_target():
+    dataset = make_tiny_dataset()
+    model = build_model("lenet_300_100", dataset.input_shape, dataset.num_classes, seed=0)
+    found = METHODS.get("gmp").find(problem(model, dataset, 0.1, every=5))
+    for layer, keep in found.mask.items():
+        assert int(keep.sum()) == round(0.1 * keep.numel())
+        assert not model.get_parameter(layer)[~keep].any()

@@ -1,6 +1,5 @@
 """Hand-computed cases for every method rule: schedules, distributions, drop/grow, stopping."""
 
-import math
 
 import pytest
 import torch

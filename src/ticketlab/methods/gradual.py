@@ -21,9 +21,7 @@ and stay zero; the optimizer state of the survivors is kept.
 
 from __future__ import annotations
 
-import math
 
-import torch
 
 from ticketlab.data import BatchIterator
 from ticketlab.errors import SpecError
