@@ -20,6 +20,7 @@ OVERRIDES = {
     "criterion": ("pruning", "criterion"), "strategy": ("pruning", "strategy"), "levels": ("pruning", "levels"),
     "target_density": ("pruning", "target_density"), "global_rate": ("pruning", "global_rate"),
     "rewind_iteration": ("rewind", "iteration"), "rewind_epochs": ("rewind", "epochs"),
+    "method": ("method", "name"),
 }
 
 
@@ -54,9 +55,11 @@ def _cmd_imp(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     experiment, dataset = prepare(spec, args.runs_dir, args.data_dir)
     resolved = experiment.spec
-    print(f"run {experiment.run_id}: {resolved.model.name} on {resolved.data.name}, "
-          f"{resolved.pruning.levels} levels of {resolved.pruning.criterion} pruning, "
-          f"rewind to iteration {resolved.rewind.iteration}, seeds {list(resolved.seeds)}"
+    what = (f"{resolved.pruning.levels} levels of {resolved.pruning.criterion} pruning, "
+            f"rewind to iteration {resolved.rewind.iteration}" if resolved.method.name == "imp" else
+            f"method {resolved.method.name} to {resolved.pruning.target_density:.2%} remaining")
+    print(f"run {experiment.run_id}: {resolved.model.name} on {resolved.data.name}, {what}, "
+          f"seeds {list(resolved.seeds)}"
           + (f", baselines {list(resolved.baselines)}" if resolved.baselines else ""))
     print(f"resolved spec: {experiment.run_dir / 'spec.toml'}", flush=True)
     started = time.perf_counter()
@@ -95,6 +98,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--weight-decay", type=float)
     group.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast (default fp32)")
     group = parser.add_argument_group("pruning and rewinding")
+    group.add_argument("--method", help="imp (default), snip, synflow, grasp, gmp, prune_each_epoch, rigl, set or "
+                       "early_bird (all but imp need --target-density; docs/methods.md)")
     group.add_argument("--criterion", help="mask criterion (default magnitude)")
     group.add_argument("--strategy", choices=STRATEGIES.names())
     group.add_argument("--levels", type=int, help="pruning levels after the dense level 0")

@@ -230,7 +230,8 @@ class Replicate:
         self._record(branch, level, mask, final, result)
         return final
 
-    def _record(self, branch: str, level: int, mask: Mask, final: dict, result: TrainResult) -> None:
+    def _record(self, branch: str, level: int, mask: Mask, final: dict, result: TrainResult,
+                extra_metrics: tuple[tuple[int, str, float], ...] = ()) -> None:
         directory = self.level_dir(branch, level)
         artifacts = {
             self._rel(directory / "final.safetensors"): self.save(directory / "final.safetensors", final, record=False)
@@ -246,6 +247,7 @@ class Replicate:
             final_test_acc=last.test_acc, final_test_loss=last.test_loss, seconds=result.seconds,
         )
         metrics = [(e.step, name, value) for e in result.evaluations for name, value in e.metrics().items()]
+        metrics += list(extra_metrics)
         self.check()
         self.store.record_level(row, metrics, artifacts)
         if self.report is not None:

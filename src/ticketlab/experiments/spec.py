@@ -25,7 +25,7 @@ from ticketlab.training import TrainSpec
 
 STRATEGIES = tuple(PRUNING_STRATEGIES.names())  # the registry of masks.pipeline
 FIRST_SECTIONS = ("data", "model", "training", "pruning", "rewind")
-SECTIONS = FIRST_SECTIONS + ("ticket",)
+SECTIONS = FIRST_SECTIONS + ("ticket", "method")
 SEED_LIMIT = 2**32  # the batch order's numpy SeedSequence and torch generators take seeds in [0, 2**32)
 
 
@@ -113,6 +113,27 @@ class TicketSpec:
 
 
 @dataclass(frozen=True)
+class MethodSpec:
+    """How the experiment finds its sparse network (`ticketlab.methods.METHODS`): `imp` (the
+    default: the IMP line, levels and baselines as configured above) or a method that trains
+    one level at `pruning.target_density` (snip, synflow, grasp, gmp, prune_each_epoch, rigl,
+    set, early_bird). The other fields are method parameters; each method reads only its own and
+    documents its defaults (docs/methods.md). Non-default fields alone enter the run id."""
+
+    name: str = "imp"
+    batches: int = 1  # snip, grasp: gradient batches summed for the scores
+    rounds: int = 100  # synflow: pruning rounds (exponential schedule to the target)
+    start_fraction: float = 0.1  # gmp: pruning starts at this fraction of training
+    end_fraction: float = 0.75  # gmp: reaches the target here; rigl/set: last mask update here
+    every: int = 100  # gmp, rigl/set: iterations between mask updates
+    rate: float | None = None  # prune_each_epoch: fraction of remaining weights pruned per epoch (None: solved)
+    distribution: str = "uniform"  # rigl/set: per-layer densities, "uniform" or "erk"
+    update_fraction: float = 0.3  # rigl/set: initial drop/grow fraction, cosine-decayed
+    window: int = 5  # early_bird: FIFO length of mask distances
+    threshold: float = 0.1  # early_bird: stop when every distance in the FIFO is below this
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -120,6 +141,7 @@ class ExperimentSpec:
     pruning: PruningSpec = field(default_factory=PruningSpec)
     rewind: RewindSpec = field(default_factory=RewindSpec)
     ticket: TicketSpec = field(default_factory=TicketSpec)
+    method: MethodSpec = field(default_factory=MethodSpec)
     seeds: tuple[int, ...] = (0,)
     baselines: tuple[str, ...] = ()
 
@@ -219,7 +241,7 @@ def section_from_dict(cls, data: dict, where: str):
 
 def spec_from_dict(data: dict) -> ExperimentSpec:
     sections = {"data": DataSpec, "model": ModelSpec, "training": TrainingSpec, "pruning": PruningSpec,
-                "rewind": RewindSpec, "ticket": TicketSpec}
+                "rewind": RewindSpec, "ticket": TicketSpec, "method": MethodSpec}
     known = set(sections) | {"seeds", "baselines"}
     for key in data:
         if key not in known:
@@ -363,6 +385,10 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
     MASK0_ACTIONS.get(spec.ticket.mask0)
     from ticketlab.experiments.branches import baseline_names
 
+    from ticketlab.methods import METHODS
+
+    METHODS.get(spec.method.name).check(  # unknown names list the valid ones
+        dataclasses.replace(spec, training=training, pruning=pruning, rewind=rewind), train_examples)
     for name in spec.baselines:
         if name not in baseline_names():
             raise SpecError(f"baselines: unknown baseline {name!r}; valid: {', '.join(baseline_names())}")

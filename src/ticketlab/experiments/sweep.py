@@ -30,7 +30,6 @@ from pathlib import Path
 
 from ticketlab.data import Dataset
 from ticketlab.errors import SpecError
-from ticketlab.experiments.branches import MAIN
 from ticketlab.experiments.imp import LevelReport
 from ticketlab.experiments.runner import Experiment, prepare, run_experiments
 from ticketlab.experiments.spec import ExperimentSpec, load_spec, spec_from_dict
@@ -197,7 +196,7 @@ def sweep_table(store: ResultsStore, planned: PlannedSweep) -> str:
     summaries: list[tuple[dict, str, dict[int, Summary]]] = []
     levels: set[int] = set()
     for point, experiment in planned.runs:
-        rows = {s.level: s for s in summarise(store.levels(experiment.run_id)) if s.branch == MAIN}
+        rows = {s.level: s for s in summarise(store.levels(experiment.run_id)) if s.branch == experiment.spec.method.name}  # the IMP line, or a method's level
         levels |= set(rows)
         summaries.append((point, experiment.run_id, rows))
     columns = sorted(levels)

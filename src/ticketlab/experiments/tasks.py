@@ -1,4 +1,10 @@
-"""An experiment as engine tasks: per seed, its dense level, its IMP line, its baselines.
+"""An experiment as engine tasks: the spec's method (`ticketlab.methods`) plans them.
+
+IMP (the default method): per seed, its dense level, its IMP line, its baselines. A
+one-level method (SNIP, SynFlow, GMP, RigL ...): per seed one `MethodTask`, which writes
+level 1 of branch `<method>` like an IMP level (mask, final weights, checksums, metrics,
+plus the metrics `train_iterations`, the training it cost, and `method_seconds`, the wall
+time of the whole method: mask search and training).
 
 The dense level is a task of its own, keyed by what determines it (data, model, schedule,
 rewind point, seed), so runs that differ only in pruning or ticket settings share it: the
@@ -8,8 +14,10 @@ Baselines read the tickets' masks, so they wait for their seed's IMP line.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +25,11 @@ from ticketlab.data import Dataset, load_dataset
 from ticketlab.engine import Context, cached
 from ticketlab.experiments.branches import BRANCHES, MAIN
 from ticketlab.experiments.imp import Replicate, dense_identity
+from ticketlab.experiments.pruning import allocation
 from ticketlab.experiments.spec import ExperimentSpec
+from ticketlab.masks import Mask
+from ticketlab.methods import METHODS, Planned, Problem
+from ticketlab.training import Progress
 from ticketlab.store import LevelRow, ResultsStore, sha256_file
 
 
@@ -102,14 +114,7 @@ class BranchTask:
 
     def done(self) -> bool:
         """Every level recorded, and its mask and weights still match their checksums."""
-        store = ResultsStore(self.experiment.runs_dir)
-        run_id = self.experiment.run_id
-        have = {r.level for r in store.levels(run_id) if r.seed == self.seed and r.branch == self.branch}
-        if not set(self.levels()) <= have:
-            return False
-        folder = Path(run_id) / f"seed_{self.seed}" / self.branch
-        return all(verifies(store, folder / f"level_{level}" / name)
-                   for level in self.levels() for name in ("mask.safetensors", "final.safetensors"))
+        return levels_done(self.experiment, self.seed, self.branch, self.levels())
 
     def run(self, context: Context) -> None:
         experiment = self.experiment
@@ -120,6 +125,67 @@ class BranchTask:
             replicate.run_dense()
         else:
             replicate.run_branch(self.branch)
+
+
+def levels_done(experiment: Experiment, seed: int, branch: str, levels: range) -> bool:
+    """Whether every level of `branch` is recorded and its mask and weights match their checksums."""
+    store = ResultsStore(experiment.runs_dir)
+    run_id = experiment.run_id
+    have = {r.level for r in store.levels(run_id) if r.seed == seed and r.branch == branch}
+    if not set(levels) <= have:
+        return False
+    folder = Path(run_id) / f"seed_{seed}" / branch
+    return all(verifies(store, folder / f"level_{level}" / name)
+               for level in levels for name in ("mask.safetensors", "final.safetensors"))
+
+
+@dataclass(frozen=True)
+class MethodTask:
+    """The one level of a one-level method for one seed: level 1 of branch `method`."""
+
+    experiment: Experiment
+    seed: int
+    method: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.experiment.run_id}/seed_{self.seed}/{self.method}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def locks(self) -> tuple[Path, ...]:
+        return (self.experiment.lock,)
+
+    def done(self) -> bool:
+        return levels_done(self.experiment, self.seed, self.method, range(1, 2))
+
+    def run(self, context: Context) -> None:
+        experiment = self.experiment
+        spec = experiment.spec
+        replicate = Replicate(spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
+                              experiment_data(experiment), report=context.emit,
+                              show_progress=context.show_progress, check=context.check)
+        if replicate.finished(self.method, 1) is not None:
+            return
+        model = replicate.model
+        model.load_state_dict(replicate.initial_weights())
+        dense = Mask.ones(model)
+        schedule = spec.training.train_spec()
+        one_shot = allocation(dataclasses.replace(spec.pruning, one_shot=True), model, dense)
+        label = f"seed {self.seed} {self.method} ({spec.pruning.target_density:.1%})"
+        with Progress(label, schedule.iterations, enabled=context.show_progress) as progress:
+            problem = Problem(model, replicate.dataset, schedule, self.seed, spec.pruning.target_density,
+                              spec.method, one_shot, progress, context.check)
+            started = time.perf_counter()
+            found = METHODS.get(self.method).find(problem)
+            seconds = time.perf_counter() - started
+        replicate.save(replicate.level_dir(self.method, 1) / "mask.safetensors", dict(found.mask.items()))
+        final = {name: value.clone() for name, value in model.state_dict().items()}
+        replicate._record(self.method, 1, found.mask, final, found.result,
+                          extra_metrics=((0, "train_iterations", float(found.iterations)), (0, "method_seconds", seconds)))
 
 
 def verifies(store: ResultsStore, relative: Path) -> bool:
@@ -135,11 +201,15 @@ def dense_key(experiment: Experiment, seed: int) -> str:
     return f"dense/{hashlib.sha256(shared.encode()).hexdigest()[:12]}/seed_{seed}"
 
 
-def experiment_tasks(experiment: Experiment) -> list[BranchTask]:
-    """Per seed: the dense level, the IMP line; then each baseline of each seed."""
-    spec = experiment.spec
-    tasks = []
-    for seed in spec.seeds:
-        tasks += [BranchTask(experiment, seed, MAIN, dense_only=True), BranchTask(experiment, seed, MAIN)]
-    tasks += [BranchTask(experiment, seed, branch) for branch in spec.baselines for seed in spec.seeds]
-    return tasks
+STAGES = {
+    "dense": lambda experiment, planned: BranchTask(experiment, planned.seed, planned.branch, dense_only=True),
+    "branch": lambda experiment, planned: BranchTask(experiment, planned.seed, planned.branch),
+    "method": lambda experiment, planned: MethodTask(experiment, planned.seed, planned.branch),
+}
+
+
+def experiment_tasks(experiment: Experiment) -> list[BranchTask | MethodTask]:
+    """The tasks the spec's method plans: for IMP, per seed the dense level and the IMP line,
+    then each baseline of each seed; for a one-level method, one task per seed."""
+    planned: list[Planned] = METHODS.get(experiment.spec.method.name).plan(experiment.spec)
+    return [STAGES[p.stage](experiment, p) for p in planned]

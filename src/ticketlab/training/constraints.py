@@ -67,3 +67,18 @@ class WeightConstraints:
         for param, keep, _ in self._entries:
             if param.grad is not None:
                 param.grad.mul_(keep)
+
+    @torch.no_grad()
+    def set_trainable_(self, trainable: Mask) -> None:
+        """Replace the mask mid-training (gradual pruning, RigL/SET): entries that leave it are
+        zeroed at once, entries that join it train from their current value (zero for a weight
+        that was pruned). Only for constraints without held values; existing behaviour is
+        unchanged for callers that never call it."""
+        if any(held is not None for _, _, held in self._entries):
+            raise TicketlabError("a mask with held values cannot change during training")
+        if list(trainable.keys()) != list(self.trainable.keys()):
+            raise TicketlabError("a new mask must cover the same weights as the old one")
+        self.trainable = trainable
+        self._entries = [(param, trainable[name].to(param.dtype), None)
+                         for (param, _, _), name in zip(self._entries, trainable.keys())]
+        self.apply_()
