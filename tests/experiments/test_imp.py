@@ -164,3 +164,16 @@ def test_a_run_with_another_schedule_does_not_share_the_dense_level(tmp_path):
     other = {"training": BASE["training"] | {"lr": 0.01}, "pruning": {"levels": 1, "criterion": "movement"}}
     run(tmp_path, other, report=reported.append)
     assert reported[0].level == 0 and reported[0].seconds > 0
+
+
+def test_imp_trains_on_the_named_device_and_refuses_one_that_is_not_here(tmp_path, capsys):
+    from ticketlab.cli import main
+
+    argv = ["imp", "--levels", "1", "--iterations", "20", "--eval-every", "10", "--runs-dir", str(tmp_path)]
+    assert main(argv + ["--device", "cpu"]) == 0
+    assert "| imp | 1 |" in capsys.readouterr().out
+    assert main(argv + ["--device", "tpu"]) == 2
+    assert "unknown device 'tpu'; valid: auto, cpu, cuda, cuda:N, mps" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(argv + ["--device", "cuda"]) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err

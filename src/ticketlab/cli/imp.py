@@ -53,7 +53,7 @@ def _cmd_imp(args: argparse.Namespace) -> int:
 
     apply_threads(args)
     spec = spec_from_args(args)
-    experiment, dataset = prepare(spec, args.runs_dir, args.data_dir)
+    experiment, dataset = prepare(spec, args.runs_dir, args.data_dir, device=args.device)
     resolved = experiment.spec
     what = (f"{resolved.pruning.levels} levels of {resolved.pruning.criterion} pruning, "
             f"rewind to iteration {resolved.rewind.iteration}" if resolved.method.name == "imp" else
@@ -133,6 +133,8 @@ def add_commands(commands) -> None:
     )
     group = add_spec_arguments(imp)
     group.add_argument("--baselines", type=csv_list(str), help="reinit and/or random_mask, comma-separated")
+    group.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps "
+                       "(default: %(default)s; not part of the run id)")
     add_data_dir(imp)
     add_runs_dir(imp)
     imp.set_defaults(run=_cmd_imp)

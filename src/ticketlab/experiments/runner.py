@@ -28,8 +28,13 @@ __all__ = ["Experiment", "format_level", "load_data", "prepare", "print_level", 
 
 
 def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | None = None,
-            dataset: Dataset | None = None) -> tuple[Experiment, Dataset]:
-    """Resolve `spec` against its data and model, before any training."""
+            dataset: Dataset | None = None, device: str | None = None) -> tuple[Experiment, Dataset]:
+    """Resolve `spec` against its data and model, before any training; `device` (checked
+    here) is where its levels will train."""
+    if device is not None:
+        from ticketlab.training.device import resolve_device
+
+        resolve_device(device)
     dataset = dataset or load_data(spec, Path(data_dir) if data_dir else None)
     model = build_model(spec.model.name, dataset.input_shape, dataset.num_classes, seed=0)
     names = model.prunable_names()
@@ -39,7 +44,7 @@ def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | N
         layer_kinds={n: model.layer_kind(n) for n in names},
         layer_sizes={n: model.get_parameter(n).numel() for n in names},
     )
-    return Experiment(resolved, Path(runs_dir), Path(data_dir) if data_dir else None), dataset
+    return Experiment(resolved, Path(runs_dir), Path(data_dir) if data_dir else None, device), dataset
 
 
 def register(experiment: Experiment, store: ResultsStore) -> ExperimentSpec:

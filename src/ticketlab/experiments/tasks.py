@@ -27,6 +27,7 @@ from ticketlab.experiments.branches import BRANCHES, MAIN
 from ticketlab.experiments.imp import Replicate, dense_identity
 from ticketlab.experiments.pruning import allocation
 from ticketlab.experiments.spec import ExperimentSpec
+from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
 from ticketlab.methods import METHODS, Planned, Problem
 from ticketlab.training import Progress
@@ -40,6 +41,7 @@ class Experiment:
     spec: ExperimentSpec
     runs_dir: Path
     data_dir: Path | None
+    device: str | None = None  # where levels train (cpu, cuda, cuda:N, mps); not part of the run's identity
 
     @property
     def run_id(self) -> str:
@@ -120,7 +122,7 @@ class BranchTask:
         experiment = self.experiment
         replicate = Replicate(experiment.spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
                               experiment_data(experiment), report=context.emit,
-                              show_progress=context.show_progress, check=context.check)
+                              show_progress=context.show_progress, check=context.check, device=experiment.device)
         if self.dense_only:
             replicate.run_dense()
         else:
@@ -165,6 +167,9 @@ class MethodTask:
     def run(self, context: Context) -> None:
         experiment = self.experiment
         spec = experiment.spec
+        if experiment.device not in (None, "cpu"):
+            raise TicketlabError(f"method {self.method!r} trains on the CPU only so far; leave out --device "
+                                 f"{experiment.device} (IMP runs train on any device)")
         replicate = Replicate(spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
                               experiment_data(experiment), report=context.emit,
                               show_progress=context.show_progress, check=context.check)
