@@ -238,8 +238,8 @@ def _cross(o, a, b) -> float:
 
 
 def boundary_points(fn, xlim: tuple[float, float], ylim: tuple[float, float], n: int = 200) -> np.ndarray:
-    """Points (M, 2) where `fn` (points (N, 2) -> values (N,)) changes sign between
-    neighbours of an n x n grid, placed by linear interpolation (exact where fn is linear
+    """Points (M, 2) where `fn` (points (N, 2) -> values (N,)) changes sign (> 0 against
+    <= 0) between horizontal or vertical neighbours of an n x n grid, placed by linear interpolation (exact where fn is linear
     between the two grid points). For a network, fn = `TwoClassNet.margin`."""
     xs, ys = np.linspace(*xlim, n), np.linspace(*ylim, n)
     gx, gy = np.meshgrid(xs, ys)
@@ -250,8 +250,8 @@ def boundary_points(fn, xlim: tuple[float, float], ylim: tuple[float, float], n:
         b = values[1:, :] if axis == 0 else values[:, 1:]
         pa = (gx[:-1, :], gy[:-1, :]) if axis == 0 else (gx[:, :-1], gy[:, :-1])
         pb = (gx[1:, :], gy[1:, :]) if axis == 0 else (gx[:, 1:], gy[:, 1:])
-        cross = (a == 0) | (np.sign(a) * np.sign(b) < 0)
-        t = np.where(a == b, 0.0, a / np.where(a == b, 1.0, a - b))[cross]
+        cross = (a > 0) != (b > 0)  # a zero counts as the negative side: found once
+        t = (a / np.where(cross, a - b, 1.0))[cross]
         found.append(np.stack([pa[0][cross] + t * (pb[0][cross] - pa[0][cross]),
                                pa[1][cross] + t * (pb[1][cross] - pa[1][cross])], axis=1))
     return np.concatenate(found) if found else np.zeros((0, 2))
