@@ -123,3 +123,12 @@ def test_biases_move_the_boundary_not_the_polytope():
     z, zm = zonotopes(net), zonotopes(moved)
     assert np.allclose(z.hull, zm.hull)
     assert not np.allclose(net.margin(np.array([[0.3, 0.2]])), moved.margin(np.array([[0.3, 0.2]])))
+
+
+def test_polytopes_command_trains_the_toy_ticket_and_draws(tmp_path, capsys):
+    from ticketlab.cli import main
+
+    assert main(["polytopes", "--out", str(tmp_path), "--steps", "30", "--levels", "1", "--hidden", "6"]) == 0
+    text = capsys.readouterr().out
+    assert "ticket init" in text and "trained ticket" in text
+    assert (tmp_path / "polytopes_seed0.png").stat().st_size > 0
