@@ -132,7 +132,7 @@ def add_commands(commands) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     group = add_spec_arguments(imp)
-    group.add_argument("--baselines", type=csv_list(str), help="reinit and/or random_mask, comma-separated")
+    group.add_argument("--baselines", type=csv_list(str), help="reinit, random_mask, scratch_e, scratch_b (comma-separated)")
     group.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps "
                        "(default: %(default)s; not part of the run id)")
     add_data_dir(imp)
