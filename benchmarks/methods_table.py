@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--methods", default=",".join(n for n in METHODS.names() if n != "imp"))
+    parser.add_argument("--methods", default=",".join(n for n in METHODS.names() if n not in ("imp", "transfer")))
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--distribution", default="erk", help="rigl/set per-layer densities: erk or uniform")
     args = parser.parse_args()

@@ -21,7 +21,7 @@ from ticketlab.seeds import generator
 from ticketlab.store import ResultsStore, load_tensors
 from ticketlab.training import TrainSpec
 
-ONE_LEVEL = [name for name in METHODS.names() if name != "imp"]
+ONE_LEVEL = [name for name in METHODS.names() if name not in ("imp", "transfer")]  # transfer: tests/methods/test_transfer.py
 TRAINING = {"iterations": 40, "eval_every": 10, "batch_size": 32}
 
 

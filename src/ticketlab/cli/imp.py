@@ -57,6 +57,8 @@ def _cmd_imp(args: argparse.Namespace) -> int:
     resolved = experiment.spec
     what = (f"{resolved.pruning.levels} levels of {resolved.pruning.criterion} pruning, "
             f"rewind to iteration {resolved.rewind.iteration}" if resolved.method.name == "imp" else
+            f"the ticket of run {resolved.method.source_run} level {resolved.method.source_level} transferred"
+            if resolved.method.name == "transfer" else
             f"method {resolved.method.name} to {resolved.pruning.target_density:.2%} remaining")
     print(f"run {experiment.run_id}: {resolved.model.name} on {resolved.data.name}, {what}, "
           f"seeds {list(resolved.seeds)}"
@@ -99,7 +101,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast (default fp32)")
     group = parser.add_argument_group("pruning and rewinding")
     group.add_argument("--method", help="imp (default), snip, synflow, grasp, gmp, prune_each_epoch, rigl, set or "
-                       "early_bird (all but imp need --target-density; docs/methods.md)")
+                       "early_bird (all but imp need --target-density; docs/methods.md); transfer needs a spec file "
+                       "with method.source_run and method.source_level")
     group.add_argument("--criterion", help="mask criterion (default magnitude)")
     group.add_argument("--strategy", choices=STRATEGIES.names())
     group.add_argument("--levels", type=int, help="pruning levels after the dense level 0")
@@ -132,7 +135,7 @@ def add_commands(commands) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     group = add_spec_arguments(imp)
-    group.add_argument("--baselines", type=csv_list(str), help="reinit and/or random_mask, comma-separated")
+    group.add_argument("--baselines", type=csv_list(str), help="reinit, random_mask, scratch_e, scratch_b (comma-separated)")
     group.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps "
                        "(default: %(default)s; not part of the run id)")
     add_data_dir(imp)

@@ -211,7 +211,7 @@ class Replicate:
         mask = self.mask(branch, level)
         held = kind.held_values(self, level, mask)
         self.model.load_state_dict(kind.start_weights(self, level))
-        schedule = self.spec.training.train_spec()
+        schedule, start = kind.schedule(self, level, mask)
         k = self.spec.rewind.iteration
         callbacks = []
         if level == 0 and k > 0:
@@ -219,7 +219,6 @@ class Replicate:
                 if step == k:
                     self.save(self.root / "rewind.safetensors", model.state_dict())
             callbacks.append(keep_rewind_point)
-        start = 0 if level == 0 else k
         label = f"seed {self.seed} {branch} level {level} ({mask.density:.1%})"
         with Progress(label, schedule.iterations, enabled=self.show_progress) as progress:
             progress.update(start, float("nan"))
@@ -227,7 +226,10 @@ class Replicate:
                            constraints=WeightConstraints(self.model, mask, held), callbacks=callbacks,
                            progress=progress, start_step=start, device=self.device)
         final = {name: value.detach().cpu().clone() for name, value in self.model.state_dict().items()}
-        self._record(branch, level, mask, final, result)
+        extra = ()
+        if kind.own_budget:
+            extra = ((0, "train_iterations", float(schedule.iterations - start)),)
+        self._record(branch, level, mask, final, result, extra_metrics=extra)
         return final
 
     def _record(self, branch: str, level: int, mask: Mask, final: dict, result: TrainResult,

@@ -117,7 +117,7 @@ class MethodSpec:
     """How the experiment finds its sparse network (`ticketlab.methods.METHODS`): `imp` (the
     default: the IMP line, levels and baselines as configured above) or a method that trains
     one level at `pruning.target_density` (snip, synflow, grasp, gmp, prune_each_epoch, rigl,
-    set, early_bird). The other fields are method parameters; each method reads only its own and
+    set, early_bird), or `transfer` (another run's ticket trained here). The other fields are method parameters; each method reads only its own and
     documents its defaults (docs/methods.md). Non-default fields alone enter the run id."""
 
     name: str = "imp"
@@ -131,6 +131,8 @@ class MethodSpec:
     update_fraction: float = 0.3  # rigl/set: initial drop/grow fraction, cosine-decayed
     window: int = 5  # early_bird: FIFO length of mask distances
     threshold: float = 0.1  # early_bird: stop when every distance in the FIFO is below this
+    source_run: str | None = None  # transfer: the run (of this store) whose ticket is trained here
+    source_level: int | None = None  # transfer: the source's IMP level
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ticketlab.data import Dataset, load_dataset
 from ticketlab.engine import Context, cached
 from ticketlab.experiments.branches import BRANCHES, MAIN
@@ -30,8 +32,10 @@ from ticketlab.experiments.spec import ExperimentSpec
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
 from ticketlab.methods import METHODS, Planned, Problem
-from ticketlab.training import Progress
-from ticketlab.store import LevelRow, ResultsStore, sha256_file
+from ticketlab.masks.thresholding import keep_top
+from ticketlab.seeds import generator
+from ticketlab.training import Progress, WeightConstraints, train
+from ticketlab.store import LevelRow, ResultsStore, load_tensors, sha256_file
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,127 @@ class MethodTask:
                           extra_metrics=((0, "train_iterations", float(found.iterations)), (0, "method_seconds", seconds)))
 
 
+@dataclass(frozen=True)
+class TransferTask:
+    """Level 1 of branch `transfer` (another run's ticket trained here) or `transfer_random`
+    (a random mask at its per-layer counts) for one seed (`ticketlab.methods.transfer`)."""
+
+    experiment: Experiment
+    seed: int
+    branch: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.experiment.run_id}/seed_{self.seed}/{self.branch}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def locks(self) -> tuple[Path, ...]:
+        return (self.experiment.lock,)
+
+    def done(self) -> bool:
+        return levels_done(self.experiment, self.seed, self.branch, range(1, 2))
+
+    def run(self, context: Context) -> None:
+        experiment = self.experiment
+        if experiment.device not in (None, "cpu"):
+            raise TicketlabError(f"method 'transfer' trains on the CPU only so far; leave out --device {experiment.device}")
+        replicate = Replicate(experiment.spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
+                              experiment_data(experiment), report=context.emit,
+                              show_progress=context.show_progress, check=context.check)
+        if replicate.finished(self.branch, 1) is not None:
+            return
+        mask, start, redrawn = transferred_ticket(replicate)
+        if self.branch == "transfer_random":
+            g = generator(self.seed, "transfer_random", 1)
+            mask = Mask({name: keep_top(torch.rand(keep.shape, generator=g), torch.ones_like(keep), int(keep.sum()), g)
+                         for name, keep in mask.items()})
+            start = replicate.initial_weights()
+        model = replicate.model
+        model.load_state_dict(start)
+        replicate.save(replicate.level_dir(self.branch, 1) / "mask.safetensors", dict(mask.items()))
+        schedule = experiment.spec.training.train_spec()
+        label = f"seed {self.seed} {self.branch} ({mask.density:.1%})"
+        with Progress(label, schedule.iterations, enabled=context.show_progress) as progress:
+            result = train(model, replicate.dataset, schedule, seed=self.seed,
+                           constraints=WeightConstraints(model, mask, None), progress=progress)
+        final = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
+        replicate._record(self.branch, 1, mask, final, result,
+                          extra_metrics=((0, "train_iterations", float(schedule.iterations)),
+                                         (0, "output_redrawn", float(redrawn))))
+
+
+def transferred_ticket(replicate: Replicate) -> tuple[Mask, dict[str, torch.Tensor], bool]:
+    """The source run's ticket fitted to this replicate's network: (mask, start values, whether
+    the output layer was re-drawn because the classes differ). Raises TicketlabError when the
+    source run, its seed or level is missing, a file does not verify, its ticket is not a
+    rewound one, or a layer's shape differs (the output layer's class count aside)."""
+    method = replicate.spec.method
+    store = replicate.store
+    matches = store.find_run(method.source_run)
+    if len(matches) != 1:
+        found = "no run" if not matches else f"{len(matches)} runs ({', '.join(matches)})"
+        raise TicketlabError(f"method.source_run = {method.source_run!r}: {found} of the store {store.runs_dir} "
+                             "has that id; give the full run id of the run whose ticket is transferred")
+    (source_run,) = matches
+    if source_run == replicate.run_id:
+        raise TicketlabError("method.source_run names this run itself")
+    source_spec = store.run_spec(source_run) or {}
+    seed, level = replicate.seed, method.source_level
+    if store.level(source_run, seed, MAIN, level) is None:
+        have = sorted({(r.seed, r.level) for r in store.levels(source_run) if r.branch == MAIN})
+        raise TicketlabError(f"source run {source_run} has no finished IMP level {level} for seed {seed} "
+                             f"(its finished (seed, level) pairs: {have or 'none'}); run it first")
+    mask1 = source_spec.get("ticket", {}).get("mask1", "rewind")
+    if mask1 != "rewind":
+        raise TicketlabError(f"source run {source_run} uses ticket.mask1 = {mask1!r}; only rewound tickets "
+                             "(mask1 = \"rewind\") transfer")
+    root = store.runs_dir / source_run / f"seed_{seed}"
+    rewind = source_spec.get("rewind", {}).get("iteration", 0)
+    start_file = root / ("init.safetensors" if rewind == 0 else "rewind.safetensors")
+    mask_file = root / MAIN / f"level_{level}" / "mask.safetensors"
+    tensors = {}
+    for path in (mask_file, start_file):
+        relative = path.relative_to(store.runs_dir)
+        if not verifies(store, relative):
+            raise TicketlabError(f"source file {path} is missing or does not match its recorded checksum; "
+                                 f"rerun the source run {source_run} to recompute it")
+        tensors[path] = load_tensors(path)
+    source_mask, source_start = tensors[mask_file], tensors[start_file]
+    model = replicate.model
+    own = replicate.initial_weights()
+    output = model.output_name()
+    output_prefix = output.rsplit(".", 1)[0] + "."
+    names = model.prunable_names()
+    if set(source_mask) != set(names):
+        raise TicketlabError(f"source run {source_run}'s network has other prunable layers "
+                             f"({', '.join(sorted(source_mask))}) than this one ({', '.join(names)})")
+    redrawn = False
+    out_shape, source_out = tuple(own[output].shape), tuple(source_mask[output].shape)
+    if out_shape != source_out:
+        if out_shape[1:] != source_out[1:]:
+            raise TicketlabError(f"network shapes differ at the output layer {output}: {source_out} in source run "
+                                 f"{source_run}, {out_shape} here")
+        redrawn = True  # other classes: the output layer is re-drawn and dense
+    keep, start = {}, {}
+    for name, value in own.items():
+        if redrawn and name.startswith(output_prefix):
+            start[name] = value
+            continue
+        if name not in source_start or source_start[name].shape != value.shape:
+            there = tuple(source_start[name].shape) if name in source_start else "absent"
+            raise TicketlabError(f"network shapes differ at {name}: {there} in source run {source_run}, "
+                                 f"{tuple(value.shape)} here (a ticket transfers only between the same network)")
+        start[name] = source_start[name].clone()
+    for name in names:
+        keep[name] = torch.ones_like(own[name], dtype=torch.bool) if redrawn and name == output \
+            else source_mask[name].bool().clone()
+    return Mask(keep), start, redrawn
+
+
 def verifies(store: ResultsStore, relative: Path) -> bool:
     """Whether the artifact at `relative` (to the runs folder) exists with its recorded checksum."""
     expected = store.artifact_sha(str(relative))
@@ -210,10 +335,11 @@ STAGES = {
     "dense": lambda experiment, planned: BranchTask(experiment, planned.seed, planned.branch, dense_only=True),
     "branch": lambda experiment, planned: BranchTask(experiment, planned.seed, planned.branch),
     "method": lambda experiment, planned: MethodTask(experiment, planned.seed, planned.branch),
+    "transfer": lambda experiment, planned: TransferTask(experiment, planned.seed, planned.branch),
 }
 
 
-def experiment_tasks(experiment: Experiment) -> list[BranchTask | MethodTask]:
+def experiment_tasks(experiment: Experiment) -> list[BranchTask | MethodTask | TransferTask]:
     """The tasks the spec's method plans: for IMP, per seed the dense level and the IMP line,
     then each baseline of each seed; for a one-level method, one task per seed."""
     planned: list[Planned] = METHODS.get(experiment.spec.method.name).plan(experiment.spec)
