@@ -146,61 +146,9 @@ def levels_done(experiment: Experiment, seed: int, branch: str, levels: range) -
 
 
 @dataclass(frozen=True)
-class MethodTask:
-    """The one level of a one-level method for one seed: level 1 of branch `method`."""
-
-    experiment: Experiment
-    seed: int
-    method: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.experiment.run_id}/seed_{self.seed}/{self.method}"
-
-    @property
-    def needs(self) -> tuple[str, ...]:
-        return ()
-
-    @property
-    def locks(self) -> tuple[Path, ...]:
-        return (self.experiment.lock,)
-
-    def done(self) -> bool:
-        return levels_done(self.experiment, self.seed, self.method, range(1, 2))
-
-    def run(self, context: Context) -> None:
-        experiment = self.experiment
-        spec = experiment.spec
-        if experiment.device not in (None, "cpu"):
-            raise TicketlabError(f"method {self.method!r} trains on the CPU only so far; leave out --device "
-                                 f"{experiment.device} (IMP runs train on any device)")
-        replicate = Replicate(spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
-                              experiment_data(experiment), report=context.emit,
-                              show_progress=context.show_progress, check=context.check)
-        if replicate.finished(self.method, 1) is not None:
-            return
-        model = replicate.model
-        model.load_state_dict(replicate.initial_weights())
-        dense = Mask.ones(model)
-        schedule = spec.training.train_spec()
-        one_shot = allocation(dataclasses.replace(spec.pruning, one_shot=True), model, dense)
-        label = f"seed {self.seed} {self.method} ({spec.pruning.target_density:.1%})"
-        with Progress(label, schedule.iterations, enabled=context.show_progress) as progress:
-            problem = Problem(model, replicate.dataset, schedule, self.seed, spec.pruning.target_density,
-                              spec.method, one_shot, progress, context.check)
-            started = time.perf_counter()
-            found = METHODS.get(self.method).find(problem)
-            seconds = time.perf_counter() - started
-        replicate.save(replicate.level_dir(self.method, 1) / "mask.safetensors", dict(found.mask.items()))
-        final = {name: value.clone() for name, value in model.state_dict().items()}
-        replicate._record(self.method, 1, found.mask, final, found.result,
-                          extra_metrics=((0, "train_iterations", float(found.iterations)), (0, "method_seconds", seconds)))
-
-
-@dataclass(frozen=True)
-class TransferTask:
-    """Level 1 of branch `transfer` (another run's ticket trained here) or `transfer_random`
-    (a random mask at its per-layer counts) for one seed (`ticketlab.methods.transfer`)."""
+class OneLevelTask:
+    """Level 1 of one branch for one seed, trained on the CPU: the shared part of the tasks
+    of one-level methods (`MethodTask`) and of ticket transfer (`TransferTask`)."""
 
     experiment: Experiment
     seed: int
@@ -221,14 +169,56 @@ class TransferTask:
     def done(self) -> bool:
         return levels_done(self.experiment, self.seed, self.branch, range(1, 2))
 
-    def run(self, context: Context) -> None:
+    def replicate(self, context: Context) -> Replicate | None:
+        """The seed's replicate, or None when the level is finished already."""
         experiment = self.experiment
         if experiment.device not in (None, "cpu"):
-            raise TicketlabError(f"method 'transfer' trains on the CPU only so far; leave out --device {experiment.device}")
+            raise TicketlabError(f"{self.branch!r} trains on the CPU only so far; leave out --device "
+                                 f"{experiment.device} (IMP runs train on any device)")
         replicate = Replicate(experiment.spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
                               experiment_data(experiment), report=context.emit,
                               show_progress=context.show_progress, check=context.check)
-        if replicate.finished(self.branch, 1) is not None:
+        return None if replicate.finished(self.branch, 1) is not None else replicate
+
+
+class MethodTask(OneLevelTask):
+    """The one level of a one-level method for one seed: level 1 of branch `<method>`."""
+
+    @property
+    def method(self) -> str:
+        return self.branch
+
+    def run(self, context: Context) -> None:
+        spec = self.experiment.spec
+        replicate = self.replicate(context)
+        if replicate is None:
+            return
+        model = replicate.model
+        model.load_state_dict(replicate.initial_weights())
+        dense = Mask.ones(model)
+        schedule = spec.training.train_spec()
+        one_shot = allocation(dataclasses.replace(spec.pruning, one_shot=True), model, dense)
+        label = f"seed {self.seed} {self.method} ({spec.pruning.target_density:.1%})"
+        with Progress(label, schedule.iterations, enabled=context.show_progress) as progress:
+            problem = Problem(model, replicate.dataset, schedule, self.seed, spec.pruning.target_density,
+                              spec.method, one_shot, progress, context.check)
+            started = time.perf_counter()
+            found = METHODS.get(self.method).find(problem)
+            seconds = time.perf_counter() - started
+        replicate.save(replicate.level_dir(self.method, 1) / "mask.safetensors", dict(found.mask.items()))
+        final = {name: value.clone() for name, value in model.state_dict().items()}
+        replicate._record(self.method, 1, found.mask, final, found.result,
+                          extra_metrics=((0, "train_iterations", float(found.iterations)), (0, "method_seconds", seconds)))
+
+
+class TransferTask(OneLevelTask):
+    """Level 1 of branch `transfer` (another run's ticket trained here) or `transfer_random`
+    (a random mask at its per-layer counts) for one seed (`ticketlab.methods.transfer`)."""
+
+    def run(self, context: Context) -> None:
+        experiment = self.experiment
+        replicate = self.replicate(context)
+        if replicate is None:
             return
         mask, start, redrawn = transferred_ticket(replicate)
         if self.branch == "transfer_random":
