@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, seed_int
-
-
-def _nonnegative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, nonnegative_int, seed_int
 
 
 def _cmd_combine(args: argparse.Namespace) -> int:
@@ -42,7 +32,7 @@ def add_commands(commands) -> None:
         "ticket of the first parent's seed nearest the combined density. Tickets are RUN[/BRANCH][:LEVEL][@SEED].")
     parser.add_argument("ticket_a", metavar="TICKET_A")
     parser.add_argument("ticket_b", metavar="TICKET_B")
-    parser.add_argument("--finetune", type=_nonnegative, default=0,
+    parser.add_argument("--finetune", type=nonnegative_int, default=0,
                         help="train each combination this many iterations (pruned weights held at 0; default 0)")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the fine-tuning batches (default 0)")
     add_data_dir(parser)

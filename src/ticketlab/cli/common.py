@@ -32,26 +32,43 @@ if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1 (a count of threads, processes, steps ...)."""
+def _int_in(text: str, low: int, high: int | None, expected: str, out_of_range: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < low or (high is not None and value >= high):
+        raise argparse.ArgumentTypeError(f"{out_of_range}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a count of threads, processes, steps ...)."""
+    return _int_in(text, 1, None, "a positive integer", "must be at least 1")
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (a budget that may be zero)."""
+    return _int_in(text, 0, None, "an integer", "must be at least 0")
 
 
 def seed_int(text: str) -> int:
     """An argparse type: a seed in [0, 2**32), the range every seeded generator here accepts."""
+    return _int_in(text, 0, 2**32, "an integer seed", "a seed must be in [0, 2**32)")
+
+
+def print_figures(draw, out) -> None:
+    """Call `draw()` (which writes figures at `out` and returns their paths) and print the
+    paths; an unwritable place is a clear error naming `--out`."""
+    from ticketlab.errors import TicketlabError
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**32), got {value}")
-    return value
+        written = draw()
+    except OSError as error:
+        raise TicketlabError(f"cannot write the figures to {out}: {error.strerror or error}; "
+                             "choose a writable place with --out") from None
+    for path in written:
+        print(path)
 
 
 def add_threads(parser) -> None:

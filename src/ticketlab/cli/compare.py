@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ticketlab.cli.common import add_runs_dir, csv_list
+from ticketlab.cli.common import add_runs_dir, csv_list, print_figures
 from ticketlab.errors import TicketlabError
 
 
@@ -25,13 +25,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not args.no_plot:
         run_ids = "_".join(dict.fromkeys(t.run_id[:6] for t in comparison.tickets))
         out = args.out or args.runs_dir / "compare" / run_ids / "tickets"
-        try:
-            written = plot_comparison(comparison, out, formats=args.formats)
-        except OSError as error:
-            raise TicketlabError(f"cannot write the figures to {out}: {error.strerror or error}; "
-                                 "choose a writable place with --out") from None
-        for path in written:
-            print(path)
+        print_figures(lambda: plot_comparison(comparison, out, formats=args.formats), out)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ticketlab.cli.common import add_threads, apply_threads, positive_int, seed_int
+from ticketlab.cli.common import add_threads, apply_threads, positive_int, print_figures, seed_int
 from ticketlab.errors import TicketlabError
 
 
@@ -22,12 +22,8 @@ def _cmd_polytopes(args: argparse.Namespace) -> int:
     for panel in run.panels:
         z = zonotopes(panel.net)
         print(f"{panel.title:<32} {panel.density:>11.1%} {panel.accuracy:>9.1%} {len(z.g1):>6} {len(z.g2):>6} {len(z.hull):>6}")
-    try:
-        written = plot_polytopes(run, Path(args.out) / f"polytopes_seed{args.seed}")
-    except OSError as error:
-        raise TicketlabError(f"cannot write the figure under {args.out}: {error}") from None
-    for path in written:
-        print(f"wrote {path}")
+    out = Path(args.out) / f"polytopes_seed{args.seed}"
+    print_figures(lambda: plot_polytopes(run, out), out)
     return 0
 
 

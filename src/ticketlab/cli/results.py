@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_runs_dir, csv_list
+from ticketlab.cli.common import add_runs_dir, csv_list, print_figures
 from ticketlab.errors import TicketlabError
 
 
@@ -104,13 +104,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         out = args.runs_dir / run_ids[0] / "lth"
     else:  # not one run's own figure, which `imp` writes and a comparison must not replace
         out = args.runs_dir / "compare" / "_".join(run_ids) / "lth"
-    try:
-        written = plot_runs(store, run_ids, out, formats=args.formats)
-    except OSError as error:
-        raise TicketlabError(f"cannot write the figure to {out}: {error.strerror or error}; "
-                             "choose a writable place with --out") from None
-    for path in written:
-        print(path)
+    print_figures(lambda: plot_runs(store, run_ids, out, formats=args.formats), out)
     return 0
 
 

@@ -78,9 +78,8 @@ def run_experiments(
         for experiment in experiments:
             register(experiment, store)
 
-    for experiment in experiments:
-        experiment.run_dir.mkdir(parents=True, exist_ok=True)
-        if dataset is not None:
+    if dataset is not None:
+        for experiment in experiments:
             remember(data_key(experiment.spec, experiment.data_dir), dataset)
     tasks = [task for experiment in experiments for task in experiment_tasks(experiment)]
     return run_tasks(tasks, executor=executor, jobs=jobs, address=address, on_event=report or print_level,

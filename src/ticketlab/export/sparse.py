@@ -29,32 +29,21 @@ def _csr(crow, col, values, shape) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, col, values, size=shape)
 
 
-class SparseLinear(nn.Module):
-    """A linear layer whose weight is a CSR matrix (inference only)."""
+class _CsrLayer(nn.Module):
+    """A layer whose (rows, columns) weight is a CSR matrix held as three buffers; the sparse
+    tensor is built once and rebuilt after a state-dict load (inference only)."""
 
-    def __init__(self, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
-                 in_features: int):
+    def __init__(self, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, bias: torch.Tensor):
         super().__init__()
-        self.in_features, self.out_features = in_features, len(bias)
         self.register_buffer("crow", crow)
         self.register_buffer("col", col)
         self.register_buffer("values", values)
         self.register_buffer("bias", bias)
         self._weight = None
 
-    @classmethod
-    def from_dense(cls, linear: nn.Linear) -> SparseLinear:
-        return cls(**to_csr(linear.weight), bias=linear.bias.detach().clone(), in_features=linear.in_features)
-
-    @classmethod
-    def empty(cls, layer: dict) -> SparseLinear:
-        nnz = layer["nnz"]
-        return cls(torch.zeros(layer["out_features"] + 1, dtype=torch.long), torch.zeros(nnz, dtype=torch.long),
-                   torch.zeros(nnz), torch.zeros(layer["out_features"]), layer["in_features"])
-
-    def describe(self) -> dict:
-        return dict(type="sparse_linear", in_features=self.in_features, out_features=self.out_features,
-                    nnz=len(self.values))
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        raise NotImplementedError
 
     def _load_from_state_dict(self, *args, **kwargs):
         self._weight = None
@@ -62,25 +51,51 @@ class SparseLinear(nn.Module):
 
     def weight(self) -> torch.Tensor:
         if self._weight is None:
-            self._weight = _csr(self.crow, self.col, self.values, (self.out_features, self.in_features))
+            self._weight = _csr(self.crow, self.col, self.values, self.weight_shape)
         return self._weight
+
+
+def _empty_csr(rows: int, nnz: int) -> tuple[torch.Tensor, ...]:
+    """Zero CSR buffers and bias of the right sizes, for a state dict to be loaded into."""
+    return torch.zeros(rows + 1, dtype=torch.long), torch.zeros(nnz, dtype=torch.long), torch.zeros(nnz), \
+        torch.zeros(rows)
+
+
+class SparseLinear(_CsrLayer):
+    """A linear layer whose weight is a CSR matrix (inference only)."""
+
+    def __init__(self, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                 in_features: int):
+        super().__init__(crow, col, values, bias)
+        self.in_features, self.out_features = in_features, len(bias)
+
+    @classmethod
+    def from_dense(cls, linear: nn.Linear) -> SparseLinear:
+        return cls(**to_csr(linear.weight), bias=linear.bias.detach().clone(), in_features=linear.in_features)
+
+    @classmethod
+    def empty(cls, layer: dict) -> SparseLinear:
+        return cls(*_empty_csr(layer["out_features"], layer["nnz"]), layer["in_features"])
+
+    def describe(self) -> dict:
+        return dict(type="sparse_linear", in_features=self.in_features, out_features=self.out_features,
+                    nnz=len(self.values))
+
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        return self.out_features, self.in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sparse.mm(self.weight(), x.t()).t() + self.bias
 
 
-class SparseConv2d(nn.Module):
+class SparseConv2d(_CsrLayer):
     """A stride-1 convolution whose (out, in*kh*kw) weight is a CSR matrix (inference only)."""
 
     def __init__(self, crow, col, values, bias, in_channels: int, kernel: tuple[int, int], padding: tuple[int, int]):
-        super().__init__()
+        super().__init__(crow, col, values, bias)
         self.in_channels, self.out_channels = in_channels, len(bias)
         self.kernel, self.padding = tuple(kernel), tuple(padding)
-        self.register_buffer("crow", crow)
-        self.register_buffer("col", col)
-        self.register_buffer("values", values)
-        self.register_buffer("bias", bias)
-        self._weight = None
 
     @classmethod
     def from_dense(cls, conv: nn.Conv2d) -> SparseConv2d:
@@ -89,24 +104,16 @@ class SparseConv2d(nn.Module):
 
     @classmethod
     def empty(cls, layer: dict) -> SparseConv2d:
-        nnz = layer["nnz"]
-        return cls(torch.zeros(layer["out_channels"] + 1, dtype=torch.long), torch.zeros(nnz, dtype=torch.long),
-                   torch.zeros(nnz), torch.zeros(layer["out_channels"]), layer["in_channels"],
-                   layer["kernel"], layer["padding"])
+        return cls(*_empty_csr(layer["out_channels"], layer["nnz"]), layer["in_channels"], layer["kernel"],
+                   layer["padding"])
 
     def describe(self) -> dict:
         return dict(type="sparse_conv", in_channels=self.in_channels, out_channels=self.out_channels,
                     kernel=list(self.kernel), padding=list(self.padding), nnz=len(self.values))
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._weight = None
-        super()._load_from_state_dict(*args, **kwargs)
-
-    def weight(self) -> torch.Tensor:
-        if self._weight is None:
-            columns = self.in_channels * self.kernel[0] * self.kernel[1]
-            self._weight = _csr(self.crow, self.col, self.values, (self.out_channels, columns))
-        return self._weight
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        return self.out_channels, self.in_channels * self.kernel[0] * self.kernel[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape

@@ -85,7 +85,19 @@ def train_masked(problem: Problem, mask: Mask, initial: dict) -> Found:
     return Found(mask, result, problem.schedule.iterations)
 
 
-class Snip(Method):
+class AtInit(Method):
+    """A pruning-at-initialisation method: `mask(problem)` scores the untrained network, then
+    the mask is trained from the same initial weights, with no dense training before it."""
+
+    def mask(self, problem: Problem) -> Mask:
+        raise NotImplementedError
+
+    def find(self, problem: Problem) -> Found:
+        initial = {k: v.clone() for k, v in problem.model.state_dict().items()}
+        return train_masked(problem, self.mask(problem), initial)
+
+
+class Snip(AtInit):
     name = "snip"
     params = ("batches",)
 
@@ -101,12 +113,9 @@ class Snip(Method):
         return prune("snip", initial, None, dense, GlobalToDensity(problem.target), generator(problem.seed, "prune", 1),
                      gradients=gradients)
 
-    def find(self, problem: Problem) -> Found:
-        initial = {k: v.clone() for k, v in problem.model.state_dict().items()}
-        return train_masked(problem, self.mask(problem), initial)
 
 
-class SynFlow(Method):
+class SynFlow(AtInit):
     name = "synflow"
     params = ("rounds",)
 
@@ -126,9 +135,6 @@ class SynFlow(Method):
                          gradients=flow)
         return mask
 
-    def find(self, problem: Problem) -> Found:
-        initial = {k: v.clone() for k, v in problem.model.state_dict().items()}
-        return train_masked(problem, self.mask(problem), initial)
 
 
 GRASP_TEMPERATURE = 200.0
@@ -158,7 +164,7 @@ def grasp_scores(model: Network, problem: Problem, batches: int) -> dict[str, to
     return {n: (p.detach() * h).detach() for n, p, h in zip(names, params, hg)}
 
 
-class GraSP(Method):
+class GraSP(AtInit):
     name = "grasp"
     params = ("batches",)
 
@@ -172,9 +178,6 @@ class GraSP(Method):
         return GlobalToDensity(problem.target).prune(Mask.ones(problem.model), scores,
                                                     generator(problem.seed, "prune", 1))
 
-    def find(self, problem: Problem) -> Found:
-        initial = {k: v.clone() for k, v in problem.model.state_dict().items()}
-        return train_masked(problem, self.mask(problem), initial)
 
 
 METHODS.register(Snip.name, Snip())
