@@ -107,3 +107,23 @@ def add_runs_dir(parser: argparse.ArgumentParser) -> None:
 def csv_list(kind):
     """An argparse type: a comma-separated list of `kind` values."""
     return lambda text: [kind(part) for part in text.split(",") if part]
+
+
+def sparse_training_value(value: str) -> str:
+    """argparse type of `--sparse-training`: off, auto or a density in (0, 1]."""
+    from ticketlab.errors import TicketlabError
+    from ticketlab.training.sparse_kernels import parse_sparse_training
+
+    try:
+        parse_sparse_training(value)
+    except TicketlabError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--sparse-training: ")) from None
+    return value
+
+
+def add_sparse_training(parser) -> None:
+    parser.add_argument(
+        "--sparse-training", type=sparse_training_value, default="off", metavar="off|auto|DENSITY",
+        help="train masked linear layers on sparse kernels: below the crossover density measured "
+        "on this machine (auto, cached), below DENSITY, or never (off, the default). Same "
+        "results up to floating-point rounding; not part of the run id")

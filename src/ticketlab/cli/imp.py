@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, csv_list, positive_int
+from ticketlab.cli.common import (add_data_dir, add_runs_dir, add_sparse_training, add_threads, apply_threads,
+                                  csv_list, positive_int)
 
 # flag -> (spec section, key); the flag's value overrides the spec file's.
 OVERRIDES = {
@@ -53,7 +54,8 @@ def _cmd_imp(args: argparse.Namespace) -> int:
 
     apply_threads(args)
     spec = spec_from_args(args)
-    experiment, dataset = prepare(spec, args.runs_dir, args.data_dir, device=args.device)
+    experiment, dataset = prepare(spec, args.runs_dir, args.data_dir, device=args.device,
+                                  sparse_training=args.sparse_training)
     resolved = experiment.spec
     what = (f"{resolved.pruning.levels} levels of {resolved.pruning.criterion} pruning, "
             f"rewind to iteration {resolved.rewind.iteration}" if resolved.method.name == "imp" else
@@ -138,6 +140,7 @@ def add_commands(commands) -> None:
     group.add_argument("--baselines", type=csv_list(str), help="reinit, random_mask, scratch_e, scratch_b (comma-separated)")
     group.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps "
                        "(default: %(default)s; not part of the run id)")
+    add_sparse_training(group)
     add_data_dir(imp)
     add_runs_dir(imp)
     imp.set_defaults(run=_cmd_imp)

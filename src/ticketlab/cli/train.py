@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_threads, apply_threads, seed_int
+from ticketlab.cli.common import add_data_dir, add_sparse_training, add_threads, apply_threads, seed_int
 from ticketlab.errors import TicketlabError
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="bf16: bfloat16 autocast, channels-last convs (default: %(default)s)")
+    add_sparse_training(parser)
     add_threads(parser)
 
 
@@ -47,6 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ticketlab.models import build_model
     from ticketlab.training import Progress, TrainSpec, WeightConstraints, train
     from ticketlab.training.device import resolve_device
+    from ticketlab.training.sparse_kernels import parse_sparse_training
 
     # Checked before any data is loaded; the length is filled in once the data set's size is known.
     spec = TrainSpec(
@@ -80,7 +82,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     with Progress(f"{args.model}/{dataset.name}", iterations) as progress:
         result = train(model, dataset, spec, seed=args.seed, constraints=constraints, progress=progress,
-                       device=device)
+                       device=device, sparse=parse_sparse_training(args.sparse_training))
+    if result.sparse_layers:
+        print(f"trained on sparse kernels: {', '.join(result.sparse_layers)}")
     early, final = result.early_stop, result.final
     if len(dataset.val):
         print(f"early stop (min val loss) at iteration {early.step}: test accuracy {early.test_acc:.2%}")

@@ -68,4 +68,4 @@ class BatchIterator:
             order = order.to(x.device)  # once per epoch: each batch is then one gather on the device
         for start in range(0, stop, b):
             idx = order[start : start + b]
-            yield x[idx], y[idx]
+            yield x.index_select(0, idx), y.index_select(0, idx)  # the same rows as x[idx], faster

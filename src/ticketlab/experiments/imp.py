@@ -37,6 +37,7 @@ from ticketlab.masks import Mask
 from ticketlab.models import Network, build_model
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, save_tensors, sha256_file
 from ticketlab.training import Progress, TrainResult, WeightConstraints, train
+from ticketlab.training.sparse_kernels import SparseTraining
 
 LevelReport = Callable[[LevelRow], None]
 
@@ -62,6 +63,7 @@ class Replicate:
     show_progress: bool = False
     check: Callable[[], None] = field(default=no_check)
     device: str | None = None  # where levels train (None: where the model is, the CPU)
+    sparse: SparseTraining | None = None  # density-aware training of sparse layers (None: dense masked)
 
     def __post_init__(self):
         self.root = self.store.runs_dir / self.run_id / f"seed_{self.seed}"
@@ -224,11 +226,13 @@ class Replicate:
             progress.update(start, float("nan"))
             result = train(self.model, self.dataset, schedule, seed=self.seed,
                            constraints=WeightConstraints(self.model, mask, held), callbacks=callbacks,
-                           progress=progress, start_step=start, device=self.device)
+                           progress=progress, start_step=start, device=self.device, sparse=self.sparse)
         final = {name: value.detach().cpu().clone() for name, value in self.model.state_dict().items()}
         extra = ()
         if kind.own_budget:
             extra = ((0, "train_iterations", float(schedule.iterations - start)),)
+        if result.sparse_layers:
+            extra += ((0, "sparse_layers", float(len(result.sparse_layers))),)
         self._record(branch, level, mask, final, result, extra_metrics=extra)
         return final
 

@@ -21,6 +21,7 @@ from ticketlab.experiments.tasks import (
     Experiment, data_key, experiment_tasks, format_level, load_data, print_level,
 )
 from ticketlab.models import build_model
+from ticketlab.training.sparse_kernels import parse_sparse_training
 from ticketlab.store import ResultsStore, atomic_write_bytes
 
 __all__ = ["Experiment", "format_level", "load_data", "prepare", "print_level", "register", "run_experiment",
@@ -28,9 +29,12 @@ __all__ = ["Experiment", "format_level", "load_data", "prepare", "print_level", 
 
 
 def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | None = None,
-            dataset: Dataset | None = None, device: str | None = None) -> tuple[Experiment, Dataset]:
+            dataset: Dataset | None = None, device: str | None = None,
+            sparse_training: str = "off") -> tuple[Experiment, Dataset]:
     """Resolve `spec` against its data and model, before any training; `device` (checked
-    here) is where its levels will train."""
+    here) is where its levels will train, `sparse_training` (checked here: off, auto or a
+    density) which of their layers train on sparse kernels."""
+    parse_sparse_training(sparse_training)
     if device is not None:
         from ticketlab.training.device import resolve_device
 
@@ -44,7 +48,8 @@ def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | N
         layer_kinds={n: model.layer_kind(n) for n in names},
         layer_sizes={n: model.get_parameter(n).numel() for n in names},
     )
-    return Experiment(resolved, Path(runs_dir), Path(data_dir) if data_dir else None, device), dataset
+    return Experiment(resolved, Path(runs_dir), Path(data_dir) if data_dir else None, device,
+                      sparse_training), dataset
 
 
 def register(experiment: Experiment, store: ResultsStore) -> ExperimentSpec:

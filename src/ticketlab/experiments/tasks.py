@@ -35,6 +35,7 @@ from ticketlab.methods import METHODS, Planned, Problem
 from ticketlab.masks.thresholding import keep_top
 from ticketlab.seeds import generator
 from ticketlab.training import Progress, WeightConstraints, train
+from ticketlab.training.sparse_kernels import parse_sparse_training
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, sha256_file
 
 
@@ -46,6 +47,7 @@ class Experiment:
     runs_dir: Path
     data_dir: Path | None
     device: str | None = None  # where levels train (cpu, cuda, cuda:N, mps); not part of the run's identity
+    sparse_training: str = "off"  # off, auto or a density (training.sparse_kernels); not part of the identity
 
     @property
     def run_id(self) -> str:
@@ -126,7 +128,8 @@ class BranchTask:
         experiment = self.experiment
         replicate = Replicate(experiment.spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
                               experiment_data(experiment), report=context.emit,
-                              show_progress=context.show_progress, check=context.check, device=experiment.device)
+                              show_progress=context.show_progress, check=context.check, device=experiment.device,
+                              sparse=parse_sparse_training(experiment.sparse_training))
         if self.dense_only:
             replicate.run_dense()
         else:

@@ -30,6 +30,7 @@ class WeightConstraints:
         if unknown:
             raise TicketlabError(f"held values given for weights without a mask: {sorted(unknown)}")
         self.trainable = trainable
+        self._names = list(trainable.keys())
         self._entries: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor | None]] = []
         for name, keep in trainable.items():
             param = params[name]
@@ -45,6 +46,22 @@ class WeightConstraints:
                 if not held.any():
                     held = None
             self._entries.append((param, keep_float, held))
+
+    def entries(self):
+        """(weight name, trainable mask as the parameter's dtype, held values or None) per weight."""
+        for name, (_, keep, held) in zip(self._names, self._entries):
+            yield name, keep, held
+
+    def without(self, names) -> WeightConstraints:
+        """These constraints less the named weights (which something else keeps exact, e.g. the
+        sparse kernels of `training.sparse_kernels`); the mask attribute stays the whole mask."""
+        names = set(names)
+        other = object.__new__(WeightConstraints)
+        other.trainable = self.trainable
+        kept = [(name, entry) for name, entry in zip(self._names, self._entries) if name not in names]
+        other._names = [name for name, _ in kept]
+        other._entries = [entry for _, entry in kept]
+        return other
 
     def follow_parameters(self) -> None:
         """Move the masks and held values to their parameters' devices (after `model.to(...)`)."""

@@ -28,6 +28,7 @@ from ticketlab.training.evaluate import evaluate
 from ticketlab.seeds import generator
 from ticketlab.training.lr import lr_factor as schedule_factor
 from ticketlab.training.progress import Progress
+from ticketlab.training.sparse_kernels import SparseTraining, sparse_layers
 from ticketlab.training.spec import TrainSpec
 
 StepCallback = Callable[[int, nn.Module], None]
@@ -55,6 +56,7 @@ class TrainResult:
     evaluations: list[Evaluation] = field(default_factory=list)
     seconds: float = 0.0  # wall time of the whole call
     eval_seconds: float = 0.0  # of which spent evaluating
+    sparse_layers: list[str] = field(default_factory=list)  # weights trained on sparse kernels
 
     @property
     def final(self) -> Evaluation:
@@ -141,6 +143,7 @@ def train(
     start_step: int = 0,
     lr_factor: LrFactor | None = None,
     device: torch.device | str | None = None,
+    sparse: SparseTraining | None = None,
 ) -> TrainResult:
     """Train `model` in place up to iteration `spec.iterations`; batches are drawn from `seed`.
 
@@ -158,6 +161,10 @@ def train(
     the divergence check reads the window's largest loss at each evaluation (on the CPU it
     checks every step, as before). `spec.precision = "bf16"` runs forward and loss under
     bfloat16 autocast, conv networks in channels-last memory format.
+
+    With `sparse` (fp32 only), the masked linear layers it selects train on sparse kernels
+    (`training.sparse_kernels`); their dense weights are written back before every callback
+    and at the end, and `result.sparse_layers` names them.
     """
     if lr_factor is None:
         lr_factor = schedule_factor(spec)
@@ -172,84 +179,94 @@ def train(
         autocast = torch.autocast(device.type, dtype=torch.bfloat16)
         if any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in model.modules()):
             model.to(memory_format=torch.channels_last)
-    sync_every_step = device.type in SYNC_EVERY_STEP
-    window_sum = window_max = None
-    window_start = start_step + 1
-    optimizer = make_optimizer(spec, (p for p in model.parameters() if p.requires_grad))
-    batches = batches_from(BatchIterator(dataset.train, spec.batch_size, seed=seed), start_step)
     result = TrainResult()
-    started = time.perf_counter()
-    if constraints is not None:
-        constraints.apply_()
-    model.train()
-
-    def record(step: int, train_loss: float) -> None:
-        eval_started = time.perf_counter()
-        val_loss, val_acc = evaluate(model, dataset.val.x, dataset.val.y)
-        test_loss, test_acc = evaluate(model, dataset.test.x, dataset.test.y)
-        result.evaluations.append(Evaluation(step, train_loss, val_loss, val_acc, test_loss, test_acc))
-        result.eval_seconds += time.perf_counter() - eval_started
-        if progress is not None:
-            progress.update(step, test_acc)
-
-    for callback in callbacks:
-        callback(start_step, model)
-    record(start_step, float("nan"))
-    loss_sum, loss_count = 0.0, 0
-    reference = math.log(dataset.num_classes) if dataset.num_classes > 1 else 1.0
-    for step in range(start_step + 1, spec.iterations + 1):
-        x, y = next(batches)
-        if spec.augment:
-            x = crop_and_flip(x, generator(seed, "augment", step))
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        if sync_every_step:
-            loss_value = loss.item()
-            if step == start_step + 1 and math.isfinite(loss_value):
-                reference = max(reference, loss_value)
-            if diverged(loss_value, reference):
-                raise DivergedError(
-                    f"training diverged at iteration {step}: loss {loss_value:.4g}, against {reference:.4g} at "
-                    f"the start (diverged: NaN, infinite, or over {DIVERGENCE_FACTOR:g} times that). "
-                    f"Lower the learning rate (now {spec.lr:g}) or check the input data."
-                )
-            loss_sum += loss_value
-        else:
-            value = loss.detach().float()
-            if step == start_step + 1:
-                first = value.item()  # one wait for the device, at the first step only
-                if math.isfinite(first):
-                    reference = max(reference, first)
-            window_sum = value if window_sum is None else window_sum + value
-            window_max = value if window_max is None else torch.maximum(window_max, value)
-        loss_count += 1
-        if constraints is not None:
-            constraints.mask_grads_()
-        if lr_factor is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = spec.lr * lr_factor(step)
-        optimizer.step()
+    with contextlib.ExitStack() as stack:
+        sync_every_step = device.type in SYNC_EVERY_STEP
+        window_sum = window_max = None
+        window_start = start_step + 1
+        sparse_names = sparse.layers(model, constraints, spec.batch_size) if sparse is not None and spec.precision == "fp32" else []
+        switched = stack.enter_context(sparse_layers(model, constraints, sparse_names))
+        result.sparse_layers = list(sparse_names)
+        if sparse_names:
+            constraints = constraints.without(sparse_names)  # the sparse kernels keep those masks exact
+        optimizer = make_optimizer(spec, (p for p in model.parameters() if p.requires_grad))
+        batches = batches_from(BatchIterator(dataset.train, spec.batch_size, seed=seed), start_step)
+        started = time.perf_counter()
         if constraints is not None:
             constraints.apply_()
+        model.train()
+
+        def record(step: int, train_loss: float) -> None:
+            eval_started = time.perf_counter()
+            val_loss, val_acc = evaluate(model, dataset.val.x, dataset.val.y)
+            test_loss, test_acc = evaluate(model, dataset.test.x, dataset.test.y)
+            result.evaluations.append(Evaluation(step, train_loss, val_loss, val_acc, test_loss, test_acc))
+            result.eval_seconds += time.perf_counter() - eval_started
+            if progress is not None:
+                progress.update(step, test_acc)
+
+        if callbacks:
+            switched.write_back()
         for callback in callbacks:
-            callback(step, model)
-        if step % spec.eval_every == 0 or step == spec.iterations:
-            if not sync_every_step:
-                worst = window_max.item()
-                if diverged(worst, reference):
+            callback(start_step, model)
+        record(start_step, float("nan"))
+        loss_sum, loss_count = 0.0, 0
+        reference = math.log(dataset.num_classes) if dataset.num_classes > 1 else 1.0
+        for step in range(start_step + 1, spec.iterations + 1):
+            x, y = next(batches)
+            if spec.augment:
+                x = crop_and_flip(x, generator(seed, "augment", step))
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            if sync_every_step:
+                loss_value = loss.item()
+                if step == start_step + 1 and math.isfinite(loss_value):
+                    reference = max(reference, loss_value)
+                if diverged(loss_value, reference):
                     raise DivergedError(
-                        f"training diverged between iterations {window_start} and {step}: loss up to {worst:.4g}, "
-                        f"against {reference:.4g} at the start (diverged: NaN, infinite, or over "
-                        f"{DIVERGENCE_FACTOR:g} times that). Lower the learning rate (now {spec.lr:g}) or check "
-                        "the input data."
+                        f"training diverged at iteration {step}: loss {loss_value:.4g}, against {reference:.4g} at "
+                        f"the start (diverged: NaN, infinite, or over {DIVERGENCE_FACTOR:g} times that). "
+                        f"Lower the learning rate (now {spec.lr:g}) or check the input data."
                     )
-                loss_sum = window_sum.item()
-                window_sum = window_max = None
-                window_start = step + 1
-            record(step, loss_sum / loss_count)
-            loss_sum, loss_count = 0.0, 0
+                loss_sum += loss_value
+            else:
+                value = loss.detach().float()
+                if step == start_step + 1:
+                    first = value.item()  # one wait for the device, at the first step only
+                    if math.isfinite(first):
+                        reference = max(reference, first)
+                window_sum = value if window_sum is None else window_sum + value
+                window_max = value if window_max is None else torch.maximum(window_max, value)
+            loss_count += 1
+            if constraints is not None:
+                constraints.mask_grads_()
+            if lr_factor is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = spec.lr * lr_factor(step)
+            optimizer.step()
+            if constraints is not None:
+                constraints.apply_()
+            if callbacks:
+                switched.write_back()
+            for callback in callbacks:
+                callback(step, model)
+            if step % spec.eval_every == 0 or step == spec.iterations:
+                if not sync_every_step:
+                    worst = window_max.item()
+                    if diverged(worst, reference):
+                        raise DivergedError(
+                            f"training diverged between iterations {window_start} and {step}: loss up to {worst:.4g}, "
+                            f"against {reference:.4g} at the start (diverged: NaN, infinite, or over "
+                            f"{DIVERGENCE_FACTOR:g} times that). Lower the learning rate (now {spec.lr:g}) or check "
+                            "the input data."
+                        )
+                    loss_sum = window_sum.item()
+                    window_sum = window_max = None
+                    window_start = step + 1
+                record(step, loss_sum / loss_count)
+                loss_sum, loss_count = 0.0, 0
     if spec.precision == "bf16":
         model.to(memory_format=torch.contiguous_format)  # the caller's model as it came
     result.seconds = time.perf_counter() - started

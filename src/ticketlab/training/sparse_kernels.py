@@ -1,0 +1,249 @@
+"""Density-aware training: linear layers sparse enough train on sparse kernels.
+
+A masked linear layer normally spends the dense cost: a full matrix product forward and
+backward, an optimizer step over every entry, and the mask applied twice per step. Below a
+crossover density (`SparseTraining`), a layer here trains on CSR kernels instead:
+
+- forward: y = x W^T + b as `torch.sparse.mm(W, x^T)^T`, W the CSR matrix of the kept weights;
+- backward: dL/dx = dL/dy W as the CSR product with W^T (its structure built once), and the
+  weight gradient only at the kept entries, the dense-dense product (dL/dy)^T x sampled at W's
+  non-zeros (`torch.sparse.sampled_addmm`, an SDDMM);
+- the optimizer steps a vector of the kept values only; pruned weights do not exist, so the
+  mask needs no re-applying and stays exact.
+
+The layer's dense `weight` is written back from the values before every callback and when
+training ends, so state dicts, checkpoints and stored masks are what the dense loop stores.
+Mathematically the step is the dense masked step (the same gradients for kept weights, zero
+for pruned ones, Adam's state per kept weight); the floating-point sums run in another order,
+so results agree to rounding, not bit for bit: the choice is recorded with the level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ticketlab.crossover import PROBE_DENSITIES, CrossoverCache, time_call
+from ticketlab.errors import TicketlabError
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, col, values, size=shape)
+
+
+class _CsrStructure:
+    """The fixed sparsity pattern of one mask: CSR of W, CSR of W^T and the permutation that
+    reorders W's values into W^T's order. Indices are int32, what MKL takes without a copy."""
+
+    def __init__(self, keep: torch.Tensor):
+        rows, cols = keep.nonzero(as_tuple=True)  # row-major: CSR order
+        out_features, in_features = keep.shape
+        self.shape = (out_features, in_features)
+        self.rows, self.cols = rows, cols
+        self.crow = _pointers(rows, out_features)
+        self.col = cols.to(torch.int32)
+        self.to_transposed = torch.argsort(cols * out_features + rows)  # CSC order of W = CSR of W^T
+        self.t_crow = _pointers(cols[self.to_transposed], in_features)
+        self.t_col = rows[self.to_transposed].to(torch.int32)
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        return _csr(self.crow, self.col, values, self.shape)
+
+    def transposed(self, values: torch.Tensor) -> torch.Tensor:
+        return _csr(self.t_crow, self.t_col, values[self.to_transposed], (self.shape[1], self.shape[0]))
+
+
+def _pointers(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    counts = torch.bincount(sorted_rows, minlength=n_rows)
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32)
+
+
+class _SparseLinearFunction(torch.autograd.Function):
+    """y = x W^T for W = CSR(values); gradients for the values (sampled) and the input."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, x: torch.Tensor, structure: _CsrStructure) -> torch.Tensor:
+        x_t = x.t().contiguous()  # free when x is itself a transposed view, as this layer's output is
+        ctx.save_for_backward(values, x_t)
+        ctx.structure = structure
+        # (W x^T)^T: returned as a transposed view, so the next sparse layer's x^T costs no copy
+        return torch.sparse.mm(structure.matrix(values), x_t).t()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        values, x_t = ctx.saved_tensors
+        structure = ctx.structure
+        grad_t = grad_out.t().contiguous()
+        grad_values = grad_x = None
+        if ctx.needs_input_grad[0]:
+            pattern = structure.matrix(values)
+            grad_values = torch.sparse.sampled_addmm(pattern, grad_t, x_t.t(), beta=0.0).values()
+        if ctx.needs_input_grad[1]:
+            grad_x = torch.sparse.mm(structure.transposed(values), grad_t).t()
+        return grad_values, grad_x, None
+
+
+class _SparseLinear:
+    """One nn.Linear switched to sparse kernels for the duration of `sparse_layers`."""
+
+    def __init__(self, module: nn.Linear, keep: torch.Tensor):
+        self.module = module
+        self.structure = _CsrStructure(keep.to(torch.bool).cpu())
+        self._to(module.weight.device)
+        with torch.no_grad():
+            values = module.weight[self.structure.rows, self.structure.cols].clone()
+        self.values = nn.Parameter(values)
+
+    def _to(self, device: torch.device) -> None:
+        s = self.structure
+        for name in ("rows", "cols", "crow", "col", "to_transposed", "t_crow", "t_col"):
+            setattr(s, name, getattr(s, name).to(device))
+
+    def install(self) -> None:
+        module, values, structure = self.module, self.values, self.structure
+        module.weight.requires_grad_(False)
+        module.register_parameter("sparse_values", values)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            flat = x.reshape(-1, x.shape[-1])
+            y = _SparseLinearFunction.apply(values, flat, structure)
+            if module.bias is not None:
+                y = y + module.bias
+            return y.reshape(*x.shape[:-1], y.shape[-1])
+
+        module.forward = forward
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        weight = self.module.weight
+        weight.zero_()
+        weight[self.structure.rows, self.structure.cols] = self.values.detach()
+
+    def uninstall(self) -> None:
+        self.write_back()
+        module = self.module
+        del module.forward  # back to nn.Linear.forward
+        del module._parameters["sparse_values"]
+        module.weight.requires_grad_(True)
+
+
+@dataclass(frozen=True)
+class SparseTraining:
+    """Which layers train on sparse kernels: every masked nn.Linear whose pruned weights are held
+    at zero (not frozen at other values) and whose mask density is below `below`, or, with
+    `below=None` ("auto"), below the crossover measured on this machine for the layer's shape
+    and the batch size (`measure_training_crossover`, cached in `cache`)."""
+
+    below: float | None = None
+    cache: str | None = None
+
+    def layers(self, model: nn.Module, constraints, batch: int) -> list[str]:
+        """The names of the weights (e.g. "fc1.weight") this policy puts on sparse kernels."""
+        if constraints is None:
+            return []
+        modules = dict(model.named_modules())
+        crossovers = CrossoverCache(self.cache)
+        chosen = []
+        for name, keep, held in constraints.entries():
+            module = modules.get(name.rpartition(".")[0])
+            if not (isinstance(module, nn.Linear) and name.endswith("weight") and held is None):
+                continue
+            limit = self.below
+            if limit is None:
+                limit = crossovers.crossover("training", module.out_features, module.in_features, batch,
+                                             measure_training_crossover)
+            if keep.float().mean().item() < limit:
+                chosen.append(name)
+        return chosen
+
+
+def parse_sparse_training(value: str) -> SparseTraining | None:
+    """The `--sparse-training` option: "off" (None), "auto", or a density in (0, 1]."""
+    if value == "off":
+        return None
+    if value == "auto":
+        return SparseTraining()
+    try:
+        below = float(value)
+    except ValueError:
+        below = float("nan")
+    if not 0 < below <= 1:
+        raise TicketlabError(f"--sparse-training: expected off, auto or a density in (0, 1], got {value!r}")
+    return SparseTraining(below)
+
+
+def measure_training_crossover(out_features: int, in_features: int, batch: int, seed: int = 0) -> float:
+    """The largest of `PROBE_DENSITIES` at which a sparse training step of one linear layer
+    (forward, backward with the input's gradient, Adam) beat the dense masked step (0.0: never)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, in_features, generator=g, requires_grad=True)
+    for density in PROBE_DENSITIES:
+        keep = torch.rand(out_features, in_features, generator=g) < density
+        dense = nn.Linear(in_features, out_features)
+        if time_call(_dense_step(dense, keep, x)) > time_call(_sparse_step(nn.Linear(in_features, out_features),
+                                                                            keep, x)):
+            return density
+    return 0.0
+
+
+def _dense_step(layer: nn.Linear, keep: torch.Tensor, x: torch.Tensor):
+    keep = keep.float()
+    optimizer = torch.optim.Adam(layer.parameters(), fused=True)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        layer(x).sum().backward()
+        layer.weight.grad.mul_(keep)
+        optimizer.step()
+        with torch.no_grad():
+            layer.weight.mul_(keep)
+    return step
+
+
+def _sparse_step(layer: nn.Linear, keep: torch.Tensor, x: torch.Tensor):
+    switched = _SparseLinear(layer, keep)
+    switched.install()
+    optimizer = torch.optim.Adam([p for p in layer.parameters() if p.requires_grad], fused=True)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        layer(x).sum().backward()
+        optimizer.step()
+    return step
+
+
+@contextlib.contextmanager
+def sparse_layers(model: nn.Module, constraints, names: list[str]) -> Iterator[_Switched]:
+    """Switch the named linear weights to sparse kernels; on exit, write the dense weights back
+    and restore the modules. Yields the switch, whose `write_back()` syncs the dense weights."""
+    modules = dict(model.named_modules())
+    switched = []
+    masks = {name: keep for name, keep, _ in (constraints.entries() if constraints is not None else [])}
+    for name in names:
+        module = modules.get(name.rpartition(".")[0])
+        if not isinstance(module, nn.Linear) or name not in masks:
+            raise TicketlabError(f"sparse training: {name!r} is not a masked nn.Linear weight")
+        switched.append(_SparseLinear(module, masks[name]))
+    for layer in switched:
+        layer.install()
+    try:
+        yield _Switched(switched)
+    finally:
+        for layer in switched:
+            layer.uninstall()
+
+
+class _Switched:
+    def __init__(self, layers: list[_SparseLinear]):
+        self.layers = layers
+
+    def write_back(self) -> None:
+        for layer in self.layers:
+            layer.write_back()
