@@ -58,12 +58,16 @@ CIFAR_TRAINING = dict(
     lr_schedule="step", milestone_epochs=(80.0, 120.0), gamma=0.1, augment=True,
 )
 # OpenLTH's `sparse_global` pruning: 20% of the remaining weights per level under one global
-# threshold, with the output layer (`fc.weight`, `pruning_layers_to_ignore`) left dense.
+# threshold, with the output layer (`fc.weight`, `pruning_layers_to_ignore`) left dense; that
+# is OpenLTH's VGG default only: its ResNet default_hparams ignore no layer (docs/networks.md).
 CIFAR_PRUNING = dict(strategy="global", global_rate=0.2, exclude_output=True)
 # Late rewinding (Frankle et al. 2019; 2020): IMP on these networks matches the dense accuracy
 # only when survivors restart from an early iteration rather than from initialisation. The
-# iteration used by default (about 5 epochs at batch 128 on CIFAR-10's 45k training images);
-# applied when the schedule is longer than it.
+# iteration used by default (about 5.7 epochs at batch 128 on CIFAR-10's 45k training images);
+# applied when the schedule is longer than it. Not OpenLTH's default: OpenLTH rewinds to
+# iteration 0 unless `--rewinding_steps` is given (lottery/desc.py; default_hparams set none).
+# 2000 follows Frankle et al. 2020's ResNet-20 value as recalled (VGG-16's there: about 1000);
+# unverified against the paper's text, see docs/networks.md "Recipes".
 CIFAR_REWIND_ITERATION = 2000
 
 _RESNET = re.compile(r"resnet\d+(_\d+)?")
@@ -72,7 +76,9 @@ _VGG = re.compile(r"vgg\d+")
 
 def model_recipe(model_name: str) -> dict | None:
     """The recipe of a CIFAR ResNet or VGG as {"training", "pruning", "rewind_iteration"}
-    (None for other networks: their schedules are `paper_training`'s)."""
+    (None for other networks: their schedules are `paper_training`'s). The rewind iteration
+    (2000, for ResNets and VGGs alike) is ticketlab's choice, not an OpenLTH default (which
+    rewinds to 0): see `CIFAR_REWIND_ITERATION`."""
     if _RESNET.fullmatch(model_name) or _VGG.fullmatch(model_name):
         return {"training": dict(CIFAR_TRAINING), "pruning": dict(CIFAR_PRUNING),
                 "rewind_iteration": CIFAR_REWIND_ITERATION}

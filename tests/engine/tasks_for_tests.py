@@ -73,3 +73,42 @@ class SuicideTask(FileTask):
 
     def run(self, context) -> None:
         os.kill(os.getpid(), 9)
+
+
+@dataclass(frozen=True)
+class PlacedTask:
+    """Records the device its worker was placed on; waits (up to 60 s) until `partner` has
+    started too, so that two such tasks run in two different workers."""
+
+    folder: Path
+    name: str
+    partner: str
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def locks(self) -> tuple[Path, ...]:
+        return (self.folder / ".lock",)
+
+    def done(self) -> bool:
+        return (self.folder / f"{self.name}.json").exists()
+
+    def run(self, context) -> tuple[str | None, str | None]:
+        """(the device the worker was placed on, torch's current CUDA device where there is one)."""
+        import torch
+
+        from ticketlab.engine.worker import placed_device
+
+        (self.folder / f"{self.name}.started").touch()
+        deadline = time.monotonic() + 60
+        while not (self.folder / f"{self.partner}.started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        current = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else None
+        (self.folder / f"{self.name}.json").write_text(json.dumps({"device": placed_device(), "pid": os.getpid()}))
+        return placed_device(), current

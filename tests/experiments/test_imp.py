@@ -177,3 +177,5 @@ def test_imp_trains_on_the_named_device_and_refuses_one_that_is_not_here(tmp_pat
     if not torch.cuda.is_available():
         assert main(argv + ["--device", "cuda"]) == 2
         assert "sees no CUDA GPU" in capsys.readouterr().err
+        auto = ["--runs-dir", str(tmp_path / "auto"), "--device", "auto"]  # resolved to cpu, not passed on as "auto"
+        assert main(argv + auto) == 0 and "| imp | 1 |" in capsys.readouterr().out

@@ -2,6 +2,8 @@
 
 `local` runs tasks in the driver (jobs = 1) or in spawned one-thread worker processes;
 `ray` runs them as Ray tasks on a local or remote cluster (`pip install 'ticketlab[ray]'`).
+On CUDA, local workers are placed one per GPU in turn (`engine.devices`) and Ray tasks
+request a GPU (or a share of one) so that Ray places them.
 Either way the driver holds every task's lock for the whole run, a task starts once the
 tasks it needs are finished, and the results land in the same store.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any, Callable, Sequence
 
+from ticketlab.engine.devices import place_workers, placement_line, ray_gpu_share
 from ticketlab.engine.lock import LockGuard, held_locks, no_check
 from ticketlab.engine.task import Context, Task
 from ticketlab.engine.worker import init_worker
@@ -58,8 +61,12 @@ class Graph:
 def run_tasks(tasks: Sequence[Task], *, executor: str = "local", jobs: int = 1, address: str | None = None,
               on_event: Callable[[Any], None] | None = None, on_done: OnDone | None = None,
               worker_events: Callable[[Any], None] = print_event, show_progress: bool = False,
-              on_start: Callable[[], None] | None = None) -> int:
+              on_start: Callable[[], None] | None = None, device: str | None = None) -> int:
     """Run (or resume) `tasks`; returns how many ran (the others were already done).
+
+    `device` is where the tasks train (they carry it themselves): with CUDA, worker i of the
+    local executor makes cuda:(i mod GPUs) its current device (an explicit cuda:K: K), and
+    Ray tasks request GPUs.
 
     `on_start()` is called once every lock is held, before anything is checked or run (to
     record what the run is, say: a refused second driver then records nothing). `on_event`
@@ -75,7 +82,7 @@ def run_tasks(tasks: Sequence[Task], *, executor: str = "local", jobs: int = 1, 
             on_start()
         graph = Graph.of(tasks)
         return run(graph, jobs=jobs, address=address, on_event=on_event or worker_events, on_done=on_done,
-                   worker_events=worker_events, show_progress=show_progress)
+                   worker_events=worker_events, show_progress=show_progress, device=device)
 
 
 EXECUTORS: Registry[Callable[..., int]] = Registry("executor")
@@ -111,8 +118,10 @@ def _dispatch(graph: Graph, submit: Callable[[Task], Any], wait_any: Callable[[l
 
 @EXECUTORS.register("local")
 def run_local(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, worker_events,
-              show_progress: bool) -> int:
-    """In the driver when `jobs` is 1, else in `jobs` spawned worker processes."""
+              show_progress: bool, device: str | None = None) -> int:
+    """In the driver when `jobs` is 1, else in `jobs` spawned worker processes, each on its
+    own current CUDA device when `device` is CUDA (set before any task: spawned workers
+    start with no CUDA context, which forked ones could not use)."""
     if address is not None:
         raise TicketlabError("--address names a Ray cluster: use it with --executor ray")
     if jobs == 1:
@@ -125,8 +134,13 @@ def run_local(graph: Graph, *, jobs: int, address: str | None, on_event, on_done
 
         return _dispatch(graph, submit, lambda handles: (handles, pending.pop), 1, on_done)
 
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=init_worker,
-                             initargs=(os.getpid(),)) as pool:
+    spawn = get_context("spawn")
+    devices = place_workers(device, jobs)
+    if devices:
+        print(placement_line(devices), flush=True)
+    started = spawn.Value("i", 0) if devices else None  # how many workers took a device
+    with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=init_worker,
+                             initargs=(os.getpid(), devices, started)) as pool:
         def wait_any(handles):
             done, _ = wait(handles, return_when=FIRST_COMPLETED)
             return done, _result
@@ -152,9 +166,14 @@ def run_in_worker(task: Task, events: Callable[[Any], None]) -> Any:
 
 @EXECUTORS.register("ray")
 def run_ray(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, worker_events,
-            show_progress: bool) -> int:
+            show_progress: bool, device: str | None = None) -> int:
     """As Ray tasks of one CPU each, `jobs` at a time; on a local cluster of `jobs` CPUs
-    started here unless `address` (HOST:PORT, or "auto") names a running one."""
+    started here unless `address` (HOST:PORT, or "auto") names a running one. On "cuda"
+    each task also requests `ray_gpu_share` GPUs: Ray picks the GPU and shows the task only
+    that one (CUDA_VISIBLE_DEVICES), so "cuda" means it."""
+    if device is not None and device.startswith("cuda:"):
+        raise TicketlabError(f"--device {device}: with --executor ray, Ray chooses each task's GPU; "
+                             "use --device cuda")
     try:
         import ray
     except ImportError:
@@ -172,17 +191,31 @@ def run_ray(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, 
             raise TicketlabError(f"could not reach the Ray cluster at {address}: {error}; start one with "
                                  "`ray start --head` or leave out --address for a local one") from None
         print(f"ray: cluster ready in {time.perf_counter() - began:.1f} s", flush=True)
-    remote = ray.remote(num_cpus=1, max_retries=2)(run_in_ray_worker)
 
     def wait_any(handles):
         done, _ = ray.wait(handles, num_returns=1)
         return done, _ray_result
 
     try:
+        gpus = ray_gpus(ray, device, jobs)
+        # num_gpus given here (not in .options) also makes Ray start a fresh worker per GPU task
+        # (max_calls=1), so no worker keeps a CUDA context on a GPU its next task was not given.
+        remote = ray.remote(num_cpus=1, max_retries=2, **({"num_gpus": gpus} if gpus else {}))(run_in_ray_worker)
         return _dispatch(graph, lambda task: remote.remote(task, worker_events), wait_any, jobs, on_done)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def ray_gpus(ray, device: str | None, jobs: int) -> float:
+    """The GPUs each Ray task requests (0 off CUDA), with one line saying so."""
+    if device != "cuda":
+        return 0.0
+    gpus = ray.cluster_resources().get("GPU", 0)
+    share = ray_gpu_share(jobs, gpus)
+    print(f"ray: each task requests {share:g} GPU ({jobs} jobs, {gpus:g} GPUs in the cluster); Ray places them",
+          flush=True)
+    return share
 
 
 def _check_reachable(address: str) -> None:

@@ -15,6 +15,7 @@ import ticketlab
 from ticketlab.data import Dataset
 from ticketlab.engine import run_tasks
 from ticketlab.engine.worker import remember
+from ticketlab.errors import TicketlabError
 from ticketlab.experiments.imp import LevelReport
 from ticketlab.experiments.spec import ExperimentSpec, resolve, spec_from_dict
 from ticketlab.experiments.tasks import (
@@ -32,13 +33,14 @@ def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | N
             dataset: Dataset | None = None, device: str | None = None,
             sparse_training: str = "off") -> tuple[Experiment, Dataset]:
     """Resolve `spec` against its data and model, before any training; `device` (checked
-    here) is where its levels will train, `sparse_training` (checked here: off, auto or a
-    density) which of their layers train on sparse kernels."""
+    here, "auto" resolved to the device it picks) is where its levels will train;
+    `sparse_training` (checked here: off, auto or a density) which of their layers train on
+    sparse kernels."""
     parse_sparse_training(sparse_training)
     if device is not None:
         from ticketlab.training.device import resolve_device
 
-        resolve_device(device)
+        device = str(resolve_device(device))
     dataset = dataset or load_data(spec, Path(data_dir) if data_dir else None)
     model = build_model(spec.model.name, dataset.input_shape, dataset.num_classes, seed=0)
     names = model.prunable_names()
@@ -78,6 +80,10 @@ def run_experiments(
     all, used by tasks run in this process."""
     if not experiments:
         return 0
+    devices = {experiment.device for experiment in experiments}
+    if len(devices) > 1:
+        raise TicketlabError(f"experiments run together train on one device, got {sorted(map(str, devices))}")
+
     def register_all() -> None:
         store = ResultsStore(experiments[0].runs_dir)
         for experiment in experiments:
@@ -88,7 +94,8 @@ def run_experiments(
             remember(data_key(experiment.spec, experiment.data_dir), dataset)
     tasks = [task for experiment in experiments for task in experiment_tasks(experiment)]
     return run_tasks(tasks, executor=executor, jobs=jobs, address=address, on_event=report or print_level,
-                     worker_events=print_level, show_progress=show_progress, on_start=register_all)
+                     worker_events=print_level, show_progress=show_progress, on_start=register_all,
+                     device=devices.pop())
 
 
 def run_experiment(experiment: Experiment, **options) -> str:
