@@ -1,10 +1,14 @@
-"""Sparse inference: exported tickets against the dense masked network, LeNet-300-100 on MNIST.
+"""Sparse inference: exported tickets against the dense masked network, LeNet-300-100 on MNIST
+(or `--model conv2 --dataset cifar10-jpeg`).
 
     nice -n 19 python benchmarks/sparse_inference.py --data-dir /work/shared/data
+    nice -n 19 python benchmarks/sparse_inference.py --data-dir /work/shared/data --model conv2 \
+        --dataset cifar10-jpeg --iterations 300
 
-Weights: LeNet-300-100 trained `--iterations` steps (Adam, batch 60, seed 0) on MNIST, then
-pruned one shot by the library's magnitude pruning (layerwise, the paper's rates: output
-layer at half the rate of the others) to each overall density; no retraining (this measures
+Weights: the network trained `--iterations` steps (Adam, batch 60, seed 0), then pruned one
+shot by the library's magnitude pruning (layerwise, the paper's rates: LeNet's output layer at
+half the rate of the others; Conv-2's convolutions at half the fully-connected rate, output at
+half) to each overall density; no retraining (this measures
 speed, not accuracy). Each ticket goes through `ticketlab.export` (files written, loaded
 back and verified: max |logit difference| <= 1e-5, same top-1), then every loaded file and
 the runtime (`fast_network`: compact + per-layer dense/CSR by measured crossover) is timed
@@ -44,13 +48,16 @@ def masked_at(model, weights, density: float, seed: int):
     ones = Mask.ones(model)
     if density >= 1.0:
         return ones
-    allocation = allocation_for("layerwise", model, ones, kind_rates={"fc": 0.2, "output": 0.1}, target=density)
+    rates = {"conv": 0.1, "fc": 0.2, "output": 0.1}
+    allocation = allocation_for("layerwise", model, ones, kind_rates=rates, target=density)
     return prune("magnitude", weights, weights, ones, allocation, torch.Generator().manual_seed(seed))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--model", default="lenet_300_100")
+    parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="crossover cache (default: a temporary file, measured afresh)")
@@ -58,11 +65,11 @@ def main() -> int:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
 
-    data = load_dataset("mnist", args.data_dir)
-    model = build_model("lenet_300_100", data.input_shape, data.num_classes, seed=args.seed)
+    data = load_dataset(args.dataset, args.data_dir)
+    model = build_model(args.model, data.input_shape, data.num_classes, seed=args.seed)
     result = train(model, data, TrainSpec(iterations=args.iterations, eval_every=args.iterations), seed=args.seed)
     trained = {k: v.clone() for k, v in model.state_dict().items()}
-    print(f"ticketlab sparse inference benchmark: lenet_300_100 on mnist, trained {args.iterations} iterations "
+    print(f"ticketlab sparse inference benchmark: {args.model} on {args.dataset}, trained {args.iterations} iterations "
           f"(seed {args.seed}, test acc {result.final.test_acc:.2%}), one-shot layerwise magnitude pruning")
     print(f"machine: {platform.processor() or platform.machine()}, {platform.platform()}, python "
           f"{platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
@@ -82,9 +89,9 @@ def main() -> int:
         cache = args.cache or Path(tmp) / "kernels.json"
         for density in DENSITIES:
             mask = masked_at(model, trained, density, args.seed)
-            net = build_model("lenet_300_100", data.input_shape, data.num_classes, seed=args.seed).eval()
+            net = build_model(args.model, data.input_shape, data.num_classes, seed=args.seed).eval()
             net.load_state_dict({k: v * mask[k] if k in mask else v for k, v in trained.items()})
-            ticket = Ticket("bench", args.seed, "imp", 0, "lenet_300_100", net, mask, None, data)
+            ticket = Ticket("bench", args.seed, "imp", 0, args.model, net, mask, None, data)
             loaded = {}
             for fmt in formats:
                 out = Path(tmp) / f"{density}.{fmt}"

@@ -28,3 +28,44 @@ def test_fast_network_matches_and_follows_the_cached_crossover(tmp_path):
         assert all(type(m) is kind for m in linears)
         torch.testing.assert_close(net(x), model(x), rtol=0, atol=1e-5)
     assert CrossoverCache(cache).entries == {key: 0.0 for key in entries}
+
+
+def test_a_gather_in_front_of_a_csr_layer_is_folded_into_it(tmp_path):
+    from ticketlab.export import Gather
+    from ticketlab.export.runtime import FastNetwork
+
+    model = build_model("lenet_300_100", (1, 8, 8), 10, seed=0).eval()
+    with torch.no_grad():
+        model.fc1.weight[:, :20] = 0  # 20 dead inputs: compaction gathers the other 44
+        for name in model.prunable_names():
+            p = model.get_parameter(name)
+            p.mul_(torch.rand(p.shape, generator=torch.Generator().manual_seed(1)) < 0.3)
+    x = torch.randn(5, 1, 8, 8)
+    cache = tmp_path / "kernels.json"
+    fast_network(model, (1, 8, 8), 5, cache=cache)
+    entries = json.loads(cache.read_text())
+    for forced, gathers in ((1.0, 0), (0.0, 1)):
+        cache.write_text(json.dumps({key: forced for key in entries}))
+        net, _ = fast_network(model, (1, 8, 8), 5, cache=cache)
+        assert isinstance(net, FastNetwork)
+        assert sum(isinstance(m, Gather) for m in net) == gathers
+        with torch.inference_mode():
+            torch.testing.assert_close(net(x), model(x), rtol=0, atol=1e-5)
+
+
+def test_runtime_of_a_conv_network_matches_it(tmp_path):
+    model = build_model("conv2", (3, 8, 8), 10, seed=0).eval()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name in model.prunable_names():
+            p = model.get_parameter(name)
+            p.mul_(torch.rand(p.shape, generator=g) < 0.1)
+    x = torch.randn(4, 3, 8, 8)
+    cache = tmp_path / "kernels.json"
+    fast_network(model, (3, 8, 8), 4, cache=cache)
+    entries = json.loads(cache.read_text())
+    cache.write_text(json.dumps({key: 1.0 for key in entries}))  # every linear layer on CSR
+    net, notes = fast_network(model, (3, 8, 8), 4, cache=cache)
+    assert all("-> csr" in n for n in notes)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), model(x), rtol=0, atol=1e-5)

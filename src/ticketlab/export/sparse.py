@@ -86,7 +86,12 @@ class SparseLinear(_CsrLayer):
         return self.out_features, self.in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sparse.mm(self.weight(), x.t()).t() + self.bias
+        return self.forward_transposed(x.t().contiguous()).t()
+
+    def forward_transposed(self, x_t: torch.Tensor) -> torch.Tensor:
+        """(W x^T + b) for a contiguous (in_features, batch) input: the layout MKL's CSR product
+        reads and writes without copies, so chains of sparse layers (`runtime`) stay in it."""
+        return torch.sparse.addmm(self.bias[:, None].expand(-1, x_t.shape[1]), self.weight(), x_t)
 
 
 class SparseConv2d(_CsrLayer):
