@@ -60,6 +60,7 @@ from pathlib import Path
 import torch
 
 from ticketlab.cli.common import print_figures
+from ticketlab.errors import SpecError
 from ticketlab.experiments import prepare, print_level, spec_from_dict
 from ticketlab.experiments.runner import run_experiments
 from ticketlab.methods import METHODS
@@ -126,11 +127,15 @@ def main() -> None:
         experiments[("imp_late_rewind", None)] = prepare(spec_from_dict(
             base | {"pruning": {"target_density": min(DENSITIES)}, "rewind": {"iteration": k}}),
             args.runs_dir, args.data_dir, dataset)[0]
+    skipped: dict[tuple[str, float], str] = {}
     for name in methods:
         for density in DENSITIES:
             method = {"name": name} | ({"distribution": args.distribution} if name in ("rigl", "set") else {})
             spec = base | {"pruning": {"target_density": density}, "method": method}
-            experiments[(name, density)] = prepare(spec_from_dict(spec), args.runs_dir, args.data_dir, dataset)[0]
+            try:
+                experiments[(name, density)] = prepare(spec_from_dict(spec), args.runs_dir, args.data_dir, dataset)[0]
+            except SpecError as error:  # e.g. prune_each_epoch at less than two epochs: a row left out, said why
+                skipped[(name, density)] = str(error)
     run_experiments(list(experiments.values()), jobs=args.jobs, dataset=dataset, report=print_level)
     wall = time.perf_counter() - started
 
@@ -189,7 +194,10 @@ def main() -> None:
     print(f"IMP run {imp.run_id} (levels {imp_levels[0.05]} and {imp_levels[0.02]} for 5% and 2%), "
           + ", ".join(f"{n}{'' if t is None else f' {t:.0%}'} {e.run_id}" for (n, t), e in experiments.items()
                       if n != "imp"))
-    print("reinit left out: at k = 0 it equals scratch_e bit for bit (same draw, same budget).\n")
+    print("reinit left out: at k = 0 it equals scratch_e bit for bit (same draw, same budget).")
+    for (name, density), why in skipped.items():
+        print(f"{name} at {density:.0%} left out: the spec is refused at this budget: {why}")
+    print()
     print("| method | target | remaining | test acc at early stop (mean ± sd) | iterations (own) | iterations (in all) "
           "| wall s (in all) |")
     print("|---|---|---|---|---|---|---|")
