@@ -100,3 +100,15 @@ def test_a_sweep_runs_resumes_and_tabulates(tmp_path, capsys):
     assert listing.count(sweep_id) == 2
     plan = plan_sweep(load_sweep(path), runs)
     assert plan.sweep_id == sweep_id
+
+
+def test_a_sweep_takes_the_device_and_sparse_training(tmp_path, capsys):
+    path = write(tmp_path, SWEEP.replace('"pruning.rates.fc" = [0.2, 0.5]\n', "").replace("[0, 1]", "[0]"))
+    runs = tmp_path / "runs"
+    assert main(["sweep", str(path), "--runs-dir", str(runs), "--device", "auto", "--sparse-training", "0.9"]) == 0
+    with sqlite3.connect(runs / "results.sqlite") as db:
+        sparse = db.execute("SELECT COUNT(*) FROM metrics WHERE name = 'sparse_layers'").fetchone()[0]
+    assert sparse == 2 * 2  # levels 1 and 2 of both runs trained their masked layers on sparse kernels
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(path), "--runs-dir", str(runs), "--sparse-training", "dense"])
+    assert exit_.value.code == 2 and "off, auto or a density" in capsys.readouterr().err

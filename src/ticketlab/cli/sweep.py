@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, positive_int
+from ticketlab.cli.common import (add_data_dir, add_runs_dir, add_sparse_training, add_threads, apply_threads,
+                                  positive_int)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -16,7 +17,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from ticketlab.store import ResultsStore
 
     apply_threads(args)
-    planned = plan_sweep(load_sweep(args.file), args.runs_dir, args.data_dir)
+    planned = plan_sweep(load_sweep(args.file), args.runs_dir, args.data_dir, device=args.device,
+                         sparse_training=args.sparse_training)
     runs = planned.experiments()
     print(f"sweep {planned.sweep_id}{f' ({planned.sweep.name})' if planned.sweep.name else ''}: "
           f"{len(planned.runs)} grid points, {len(runs)} distinct runs, seeds {list(planned.seeds)}", flush=True)
@@ -47,6 +49,10 @@ def add_commands(commands) -> None:
     parser.add_argument("--executor", default="local", choices=EXECUTORS.names(),
                         help="local (processes on this machine) or ray (default: %(default)s)")
     parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
+    parser.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps; "
+                        "with several GPUs, --jobs places one worker per GPU (default: %(default)s; not part of "
+                        "the run ids)")
+    add_sparse_training(parser)
     add_threads(parser)
     parser.add_argument("--report", action="store_true", help="train nothing: print the table from the store")
     add_data_dir(parser)
