@@ -127,3 +127,9 @@ def add_sparse_training(parser) -> None:
         help="train masked linear layers on sparse kernels: below the crossover density measured "
         "on this machine (auto, cached), below DENSITY, or never (off, the default). Same "
         "results up to floating-point rounding; not part of the run id")
+
+
+def add_device(parser) -> None:
+    parser.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps; with "
+                        "several GPUs, --jobs places one worker per GPU in turn (default: %(default)s; not part of "
+                        "the run id)")

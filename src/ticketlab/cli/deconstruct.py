@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir, apply_threads, csv_list
+from ticketlab.cli.common import add_data_dir, add_device, add_runs_dir, add_sparse_training, apply_threads, csv_list
 from ticketlab.cli.imp import add_spec_arguments, spec_from_args
 
 
@@ -20,7 +20,8 @@ def _cmd_deconstruct(args: argparse.Namespace) -> int:
     apply_threads(args)
     lists = {"criteria": args.criteria, "mask1": args.mask1, "mask0": args.mask0}
     names = {study: lists.get(study) for study in args.studies}
-    sweep, dataset = plan(spec_from_args(args), names, args.runs_dir, args.data_dir)
+    sweep, dataset = plan(spec_from_args(args), names, args.runs_dir, args.data_dir, device=args.device,
+                          sparse_training=args.sparse_training)
     experiments = sweep.experiments()
     print(f"{len(sweep.variants)} variants in {len(experiments)} distinct runs; standard ticket: run "
           f"{sweep.standard.run_id}; seeds {list(sweep.standard.spec.seeds)}", flush=True)
@@ -63,6 +64,8 @@ def add_commands(commands) -> None:
                        help="train nothing: print the tables and draw the figures from what the store "
                        "holds now ('-' marks levels not finished), e.g. while a sweep runs elsewhere")
     group.add_argument("--out", type=Path, help="figure folder (default: <runs-dir>/deconstruct/<standard run>)")
+    add_device(parser)
+    add_sparse_training(parser)
     add_data_dir(parser)
     add_runs_dir(parser)
     parser.set_defaults(run=_cmd_deconstruct)

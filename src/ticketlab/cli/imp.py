@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import (add_data_dir, add_runs_dir, add_sparse_training, add_threads, apply_threads,
+from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_sparse_training, add_threads, apply_threads,
                                   csv_list, positive_int)
 
 # flag -> (spec section, key); the flag's value overrides the spec file's.
@@ -138,8 +138,7 @@ def add_commands(commands) -> None:
     )
     group = add_spec_arguments(imp)
     group.add_argument("--baselines", type=csv_list(str), help="reinit, random_mask, scratch_e, scratch_b (comma-separated)")
-    group.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps "
-                       "(default: %(default)s; not part of the run id)")
+    add_device(group)
     add_sparse_training(group)
     add_data_dir(imp)
     add_runs_dir(imp)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import (add_data_dir, add_runs_dir, add_sparse_training, add_threads, apply_threads,
+from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_sparse_training, add_threads, apply_threads,
                                   positive_int)
 
 
@@ -49,9 +49,7 @@ def add_commands(commands) -> None:
     parser.add_argument("--executor", default="local", choices=EXECUTORS.names(),
                         help="local (processes on this machine) or ray (default: %(default)s)")
     parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
-    parser.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps; "
-                        "with several GPUs, --jobs places one worker per GPU (default: %(default)s; not part of "
-                        "the run ids)")
+    add_device(parser)
     add_sparse_training(parser)
     add_threads(parser)
     parser.add_argument("--report", action="store_true", help="train nothing: print the table from the store")

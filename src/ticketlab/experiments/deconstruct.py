@@ -103,23 +103,25 @@ class Sweep:
 
 
 def plan(base: ExperimentSpec, names: dict[str, list[str] | None], runs_dir: str | Path,
-         data_dir: str | Path | None = None, dataset: Dataset | None = None) -> tuple[Sweep, Dataset]:
+         data_dir: str | Path | None = None, dataset: Dataset | None = None, *, device: str | None = None,
+         sparse_training: str = "off") -> tuple[Sweep, Dataset]:
     """Resolve every variant of the studies in `names` ({study: [variant, ...], or None for
     all of them}) against the data and model: all names and specs are checked here, before
-    any training."""
+    any training. `device` and `sparse_training` are `prepare`'s."""
+    where = dict(device=device, sparse_training=sparse_training)
     for study in names:
         if study not in STUDIES:
             raise SpecError(f"unknown study {study!r}; valid: {', '.join(STUDIES)}")
     names = {study: study_choices()[study] if chosen is None else chosen for study, chosen in names.items()}
     values = {study: [spec_value(study, name) for name in chosen] for study, chosen in names.items()}
     fixed = {"pruning": {"criterion": spec_value("criteria", base.pruning.criterion)}, "baselines": []}
-    standard, dataset = prepare(spec_with_overrides(base, fixed), runs_dir, data_dir, dataset)
+    standard, dataset = prepare(spec_with_overrides(base, fixed), runs_dir, data_dir, dataset, **where)
     variants = []
     for study, chosen in names.items():
         section, key = STUDIES[study]
         for name, value in zip(chosen, values[study]):
             spec = spec_with_overrides(base, fixed | {section: {key: value}})
-            experiment, _ = prepare(spec, runs_dir, data_dir, dataset)
+            experiment, _ = prepare(spec, runs_dir, data_dir, dataset, **where)
             variants.append(Variant(study, name, experiment))
     return Sweep(standard, tuple(variants)), dataset
 
