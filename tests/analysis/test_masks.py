@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ticketlab.analysis import density_profile, hamming, iou, movement, rank_correlation, surviving_inputs
-from ticketlab.analysis.masks import input_shape_of
+from ticketlab.analysis import density_profile, distance_matrix, hamming, iou, movement, rank_correlation, surviving_inputs
+from ticketlab.analysis.masks import input_shape_of, pack, packed_distance_matrix
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
 
@@ -94,3 +94,16 @@ def test_input_connections_count_kept_weights_per_pixel():
 
     keep = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
     assert input_connections(keep).tolist() == [[2, 0], [1, 0]]
+
+
+def test_distance_matrix_of_hand_masks():
+    # A, B as above; C keeps {a3} only: A△C = {a0, a1, a3, b0} (4), B△C = {a1, a2, a3, b0, b1} (5)
+    C = m(a=[0, 0, 0, 1], b=[0, 0])
+    d = distance_matrix([A, B, C])
+    assert d == [[0.0, 3 / 6, 4 / 6], [3 / 6, 0.0, 5 / 6], [4 / 6, 5 / 6, 0.0]]  # symmetric, zero diagonal
+    assert all(d[i][j] == hamming(x, y) for i, x in enumerate([A, B, C]) for j, y in enumerate([A, B, C]))
+    assert pack(A).tolist() == [0b11001000]  # sorted layers a, b: bits 1100 10, zero-padded
+    assert packed_distance_matrix([pack(A), pack(C)], 6) == [[0.0, 4 / 6], [4 / 6, 0.0]]
+    assert distance_matrix([]) == [] and distance_matrix([A]) == [[0.0]]
+    with pytest.raises(TicketlabError, match="different weights"):
+        distance_matrix([A, m(a=[1, 1, 0, 0])])

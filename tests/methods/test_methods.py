@@ -182,3 +182,103 @@ def test_gmp_ends_with_every_layer_at_the_target():
     for layer, keep in found.mask.items():
         assert int(keep.sum()) == round(0.1 * keep.numel())
         assert not model.get_parameter(layer)[~keep].any()
+
+
+def test_early_bird_run_ids_are_unchanged_and_new_params_enter_only_when_set():
+    # computed before mask_kind / channel_ratio existed (commit 0c6de84)
+    assert spec_from_dict({"method": {"name": "early_bird"}, "pruning": {"target_density": 0.05}}).run_id() == "942b99d3c83f"
+    resnet = {"model": {"name": "resnet20"}, "data": {"name": "cifar10"}, "pruning": {"target_density": 0.05}}
+    assert spec_from_dict(resnet | {"method": {"name": "early_bird", "window": 3}}).run_id() == "614c0b31d7fa"
+    weights = spec_from_dict(resnet | {"method": {"name": "early_bird", "window": 3, "mask_kind": "weights"}})
+    assert weights.identity()["method"]["mask_kind"] == "weights" and weights.run_id() != "614c0b31d7fa"
+
+
+def test_early_bird_refuses_bad_mask_settings(tmp_path):
+    dataset = make_tiny_dataset()
+    for method, match in (({"mask_kind": "x"}, "mask_kind"), ({"channel_ratio": 1.0}, "channel_ratio")):
+        with pytest.raises(SpecError, match=match):
+            prepare(spec_from_dict({"method": {"name": "early_bird"} | method, "pruning": {"target_density": 0.2}}),
+                    tmp_path, dataset=dataset)
+    with pytest.raises(SpecError, match="not a parameter of method 'snip'"):
+        prepare(spec_from_dict({"method": {"name": "snip", "mask_kind": "weights"}, "pruning": {"target_density": 0.2}}),
+                tmp_path, dataset=dataset)
+    model = build_model("lenet_300_100", dataset.input_shape, dataset.num_classes, seed=0)
+    with pytest.raises(SpecError, match="BatchNorm2d"):
+        METHODS.get("early_bird").find(problem(model, dataset, 0.2, mask_kind="channels"))
+
+
+def level_metrics(store, experiment, name):
+    return {n: v for s, n, v in store.metrics(experiment.run_id, 0, name, 1) if s == 0}
+
+
+def test_early_bird_records_its_stop_epoch_and_the_distance_matrix(tmp_path):
+    import json
+    from ticketlab.methods.early_bird import stopping_epoch
+    from ticketlab.plots import plot_early_bird
+    # tiny data: 256 examples / batch 32 = 8 iterations per epoch; 40 iterations = 5 epochs
+    experiment, _, store = run(tmp_path, {"name": "early_bird", "window": 2, "threshold": 0.5})
+    metrics = level_metrics(store, experiment, "early_bird")
+    folder = tmp_path / experiment.run_id / "seed_0" / "early_bird" / "level_1"
+    document = json.loads((folder / "early_bird_distances.json").read_text())
+    epoch = document["stop_epoch"]
+    assert document["mask_kind"] == "weights" and document["epoch_iterations"] == 8
+    assert document["epochs"] == list(range(epoch + 1)) and document["steps"] == [8 * e for e in range(epoch + 1)]
+    d = document["distances"]
+    assert all(d[i][i] == 0 and d[i][j] == d[j][i] for i in range(epoch + 1) for j in range(epoch + 1))
+    consecutive = [d[e - 1][e] for e in range(2, epoch + 1)]  # the rule's FIFO: epoch 1 on (epoch 0 is not in it)
+    assert 1 <= epoch < 5 and stopping_epoch(consecutive, 2, 0.5) == epoch - 1  # the matrix agrees with the rule
+    assert metrics["early_bird_epoch"] == epoch and metrics["epochs_searched"] == epoch
+    assert metrics["search_iterations"] == 8 * epoch and metrics["train_iterations"] == 8 * epoch + 40
+    relative = str((folder / "early_bird_distances.json").relative_to(tmp_path))
+    from ticketlab.store import sha256_file
+    assert store.artifact_sha(relative) == sha256_file(folder / "early_bird_distances.json")
+    figure = plot_early_bird(folder / "early_bird_distances.json", tmp_path / "d.png")
+    assert figure.stat().st_size > 1000
+    # the rule never fires (threshold far below any distance): -1, all 5 epochs searched
+    never, _, store = run(tmp_path / "never", {"name": "early_bird", "threshold": 1e-9})
+    metrics = level_metrics(store, never, "early_bird")
+    assert metrics["early_bird_epoch"] == -1 and metrics["epochs_searched"] == 5 and metrics["train_iterations"] == 80
+
+
+def test_early_bird_on_a_batchnorm_network_uses_the_channel_rule(tmp_path):
+    import json
+    dataset = make_tiny_dataset(shape=(3, 8, 8))
+    spec = spec_from_dict({"model": {"name": "resnet8_4"}, "training": TRAINING | {"optimizer": "sgd", "lr": 0.05},
+                           "pruning": {"target_density": 0.2},
+                           "method": {"name": "early_bird", "window": 2, "threshold": 0.3, "channel_ratio": 0.3}})
+    experiment, _ = prepare(spec, tmp_path, dataset=dataset)
+    run_experiment(experiment, dataset=dataset)
+    store = ResultsStore(tmp_path)
+    (row,) = store.levels(experiment.run_id)
+    assert row.density == pytest.approx(0.2, abs=1e-3)  # the ticket: unstructured, at the target
+    folder = tmp_path / experiment.run_id / "seed_0" / "early_bird" / "level_1"
+    document = json.loads((folder / "early_bird_distances.json").read_text())
+    assert document["mask_kind"] == "channels" and document["channel_ratio"] == 0.3
+    channels = document["stop_channel_mask"]
+    assert len(channels) == 9 and sum(map(len, channels.values())) == 84  # 4 + 2·4 + 3·8 + 3·16
+    assert 84 - sum(map(sum, channels.values())) == 25  # floor(0.3 · 84) channels pruned
+    n = len(document["epochs"])
+    assert n == len(document["distances"]) >= 2
+    metrics = level_metrics(store, experiment, "early_bird")
+    assert metrics["early_bird_epoch"] in (-1, document["stop_epoch"])
+    assert metrics["train_iterations"] == metrics["search_iterations"] + 40
+
+
+
+@pytest.mark.parametrize("name", ONE_LEVEL)
+def test_every_method_runs_on_a_tiny_resnet(tmp_path, name):
+    params = {"every": 10} if name in ("gmp", "rigl", "set") else {"rounds": 5} if name == "synflow" else {}
+    dataset = make_tiny_dataset(shape=(3, 8, 8))
+    spec = spec_from_dict({"model": {"name": "resnet8_4"}, "training": TRAINING | {"optimizer": "sgd", "lr": 0.05},
+                           "pruning": {"target_density": 0.2}, "method": {"name": name} | params})
+    experiment, _ = prepare(spec, tmp_path, dataset=dataset)
+    run_experiment(experiment, dataset=dataset)
+    (row,) = ResultsStore(tmp_path).levels(experiment.run_id)
+    assert row.branch == name and row.density == pytest.approx(0.2, abs=0.01)
+    folder = tmp_path / experiment.run_id / "seed_0" / name / "level_1"
+    mask = Mask(load_tensors(folder / "mask.safetensors"))
+    final = load_tensors(folder / "final.safetensors")
+    assert not any("bn" in layer for layer in mask)  # batch norm is never pruned
+    for layer, keep in mask.items():
+        assert not final[layer][~keep].any()
+    assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())

@@ -11,7 +11,7 @@ from ticketlab.methods import early_bird
 from ticketlab.methods.at_init import synflow_scores
 from ticketlab.methods.distributions import PerLayerDensity, erk, uniform
 from ticketlab.methods.dynamic import drop_grow, update_fraction
-from ticketlab.methods.early_bird import EarlyBirdRule, stopping_epoch
+from ticketlab.methods.early_bird import EarlyBirdRule, batchnorm_scales, channel_mask, resolved_kind, stopping_epoch
 from ticketlab.methods.gradual import epoch_schedule, gmp_schedule, polynomial_density
 from ticketlab.models import build_model
 from ticketlab.seeds import generator
@@ -82,6 +82,30 @@ def test_early_bird_stopping_rule():
     rule = EarlyBirdRule(2, 0.1)
     assert [rule.observe(d) for d in (0.05, 0.3, 0.05, 0.01)] == [False, False, False, True]
     assert early_bird.hamming is analysis_masks.hamming  # the analysis module's distance, reused
+
+
+def test_early_bird_channel_mask_from_batchnorm_scales():
+    scales = {"bn1.weight": torch.tensor([0.9, -0.05, 0.4]), "bn2.weight": torch.tensor([0.2, 0.7, -0.3, 0.1])}
+    # |gamma| over all 7 channels: 0.05 (bn1 #1), 0.1 (bn2 #3), 0.2 (bn2 #0), 0.3 (bn2 #2), 0.4, 0.7, 0.9
+    half = channel_mask(scales, 0.5)  # floor(0.5 * 7) = 3 smallest pruned, globally
+    assert half["bn1.weight"].tolist() == [True, False, True]
+    assert half["bn2.weight"].tolist() == [False, True, True, False]
+    assert channel_mask(scales, 0.3)["bn2.weight"].tolist() == [True, True, True, False]  # floor(2.1) = 2
+    assert channel_mask(scales, 0.3)["bn1.weight"].tolist() == [True, False, True]
+    ties = {"a.weight": torch.tensor([0.5, 0.5]), "b.weight": torch.tensor([0.5, 0.5])}
+    # all tied: the earlier channels (layer order, then index) go first
+    assert channel_mask(ties, 0.5)["a.weight"].tolist() == [False, False]
+    assert channel_mask(ties, 0.5)["b.weight"].tolist() == [True, True]
+    assert channel_mask(ties, 0.75)["b.weight"].tolist() == [False, True]  # floor(3.0) = 3 pruned
+    assert channel_mask(ties, 0.7)["b.weight"].tolist() == [True, True]  # floor(2.8) = 2 pruned
+    resnet = build_model("resnet8_4", (3, 8, 8), 4, seed=0)
+    scales = batchnorm_scales(resnet)
+    assert list(scales)[:2] == ["bn.weight", "block1_0.bn1.weight"] and len(scales) == 9  # 1 + 3 blocks x 2 + 2 shortcuts
+    mask = channel_mask(scales, 0.3)
+    assert mask.total == 4 + 2 * 4 + 2 * 8 + 2 * 16 + 8 + 16 and mask.total - mask.kept == int(0.3 * mask.total)
+    assert resolved_kind("auto", resnet) == "channels"
+    assert resolved_kind("auto", build_model("lenet_300_100", (1, 4, 4), 3, seed=0)) == "weights"
+    assert resolved_kind("weights", resnet) == "weights"
 
 
 def test_synflow_scores_hand_formula():

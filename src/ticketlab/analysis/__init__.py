@@ -7,6 +7,6 @@ statistic for a list of tickets; `figures` draws them; `polytopes` gives the tro
 decision-boundary zonotopes of a one-hidden-layer two-class network (Alfarra et al.).
 """
 
-from ticketlab.analysis.masks import Movement, density_profile, hamming, iou, movement, rank_correlation, surviving_inputs
+from ticketlab.analysis.masks import Movement, density_profile, distance_matrix, hamming, iou, movement, rank_correlation, surviving_inputs
 
-__all__ = ["Movement", "density_profile", "hamming", "iou", "movement", "rank_correlation", "surviving_inputs"]
+__all__ = ["Movement", "density_profile", "distance_matrix", "hamming", "iou", "movement", "rank_correlation", "surviving_inputs"]

@@ -12,6 +12,11 @@ Definitions (A, B are the *kept* sets of two masks over the same N prunable weig
   the total number N of prunable weights the masks cover (not by the kept count): 0 for
   equal masks, 1 for complementary ones. Two independent random masks of densities p and
   q are expected at p(1-q) + q(1-p).
+- `distance_matrix(masks)` = the matrix D[i][j] = hamming(masks[i], masks[j]) of a
+  sequence of masks of one network (symmetric, zero diagonal): You et al. 2020's
+  mask-distance figure between training epochs. `pack(mask)` keeps a mask as its bits
+  (8 to a byte, sorted layer order) so many epochs' masks of a large network fit in
+  memory; `packed_distance_matrix(packed, total)` is the same matrix from packed masks.
 - `rank_correlation(sa, sb, where)` = Spearman's rho (scipy's, ties ranked by their mean
   rank) between two score tensors over the entries in `where`; NaN when fewer than two
   entries, or when one side is constant there.
@@ -28,7 +33,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from ticketlab.errors import TicketlabError
@@ -58,6 +65,31 @@ def hamming(a: Mask, b: Mask) -> float:
     _check_same_layout(a, b)
     fa, fb = _flat(a), _flat(b)
     return int((fa ^ fb).sum()) / fa.numel() if fa.numel() else 0.0
+
+
+def pack(mask: Mask) -> np.ndarray:
+    """The mask's keep bits over every covered weight (layers in sorted name order), packed
+    8 to a byte (`numpy.packbits`): N/8 bytes instead of N."""
+    return np.packbits(_flat(mask).numpy())
+
+
+def packed_distance_matrix(packed: Sequence[np.ndarray], total: int) -> list[list[float]]:
+    """D[i][j] = |A_i △ A_j| / total for masks packed by `pack` over the same `total` weights."""
+    n = len(packed)
+    matrix = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            differ = int(np.unpackbits(np.bitwise_xor(packed[i], packed[j])).sum()) if total else 0
+            matrix[i][j] = matrix[j][i] = differ / total if total else 0.0
+    return matrix
+
+
+def distance_matrix(masks: Sequence[Mask]) -> list[list[float]]:
+    """D[i][j] = hamming(masks[i], masks[j]) for every pair: symmetric, zero diagonal."""
+    for other in masks[1:]:
+        _check_same_layout(masks[0], other)
+    total = sum(masks[0][name].numel() for name in masks[0]) if masks else 0
+    return packed_distance_matrix([pack(mask) for mask in masks], total)
 
 
 def iou(a: Mask, b: Mask) -> float:

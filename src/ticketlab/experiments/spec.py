@@ -131,6 +131,8 @@ class MethodSpec:
     update_fraction: float = 0.3  # rigl/set: initial drop/grow fraction, cosine-decayed
     window: int = 5  # early_bird: FIFO length of mask distances
     threshold: float = 0.1  # early_bird: stop when every distance in the FIFO is below this
+    mask_kind: str = "auto"  # early_bird: the masks the rule compares, "weights", "channels" (BN scales) or "auto"
+    channel_ratio: float = 0.5  # early_bird, channel masks: fraction of BN channels pruned (the paper: 0.3/0.5/0.7)
     source_run: str | None = None  # transfer: the run (of this store) whose ticket is trained here
     source_level: int | None = None  # transfer: the source's IMP level
 

@@ -37,6 +37,7 @@ from ticketlab.seeds import generator
 from ticketlab.training import Progress, WeightConstraints, train
 from ticketlab.training.sparse_kernels import parse_sparse_training
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, sha256_file
+from ticketlab.store.sidecars import write_json
 
 
 @dataclass(frozen=True)
@@ -208,10 +209,17 @@ class MethodTask(OneLevelTask):
             started = time.perf_counter()
             found = METHODS.get(self.method).find(problem)
             seconds = time.perf_counter() - started
-        replicate.save(replicate.level_dir(self.method, 1) / "mask.safetensors", dict(found.mask.items()))
+        folder = replicate.level_dir(self.method, 1)
+        replicate.save(folder / "mask.safetensors", dict(found.mask.items()))
+        for key, document in found.documents.items():  # e.g. early_bird_distances.json
+            path = folder / f"{key}.json"
+            write_json(path, document)
+            replicate.store.record_artifact(str(path.relative_to(replicate.store.runs_dir)), replicate.run_id,
+                                            sha256_file(path), path.stat().st_size)
         final = {name: value.clone() for name, value in model.state_dict().items()}
-        replicate._record(self.method, 1, found.mask, final, found.result,
-                          extra_metrics=((0, "train_iterations", float(found.iterations)), (0, "method_seconds", seconds)))
+        extra = [(0, "train_iterations", float(found.iterations)), (0, "method_seconds", seconds)]
+        extra += [(0, name, float(value)) for name, value in found.metrics.items()]
+        replicate._record(self.method, 1, found.mask, final, found.result, extra_metrics=tuple(extra))
 
 
 class TransferTask(OneLevelTask):

@@ -56,11 +56,15 @@ class Problem:
 @dataclass
 class Found:
     """A method's result: the final mask, the training run of the level (the model holds its
-    final weights) and the training iterations spent in all (the level's cost)."""
+    final weights) and the training iterations spent in all (the level's cost). `metrics`
+    are extra level metrics (recorded at step 0) and `documents` small JSON documents written
+    as `<key>.json` in the level folder, checksummed like every artifact."""
 
     mask: Mask
     result: TrainResult
     iterations: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    documents: dict[str, Any] = field(default_factory=dict)
 
 
 class Method:
