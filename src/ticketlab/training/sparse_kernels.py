@@ -53,6 +53,11 @@ class _CsrStructure:
         self.t_crow = _pointers(cols[self.to_transposed], in_features)
         self.t_col = rows[self.to_transposed].to(torch.int32)
 
+    def to(self, device: torch.device) -> _CsrStructure:
+        for name in ("rows", "cols", "crow", "col", "to_transposed", "t_crow", "t_col"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
     def matrix(self, values: torch.Tensor) -> torch.Tensor:
         return _csr(self.crow, self.col, values, self.shape)
 
@@ -95,16 +100,10 @@ class _SparseLinear:
 
     def __init__(self, module: nn.Linear, keep: torch.Tensor):
         self.module = module
-        self.structure = _CsrStructure(keep.to(torch.bool).cpu())
-        self._to(module.weight.device)
+        self.structure = _CsrStructure(keep.to(torch.bool).cpu()).to(module.weight.device)
         with torch.no_grad():
             values = module.weight[self.structure.rows, self.structure.cols].clone()
         self.values = nn.Parameter(values)
-
-    def _to(self, device: torch.device) -> None:
-        s = self.structure
-        for name in ("rows", "cols", "crow", "col", "to_transposed", "t_crow", "t_col"):
-            setattr(s, name, getattr(s, name).to(device))
 
     def install(self) -> None:
         module, values, structure = self.module, self.values, self.structure
@@ -149,7 +148,7 @@ class SparseTraining:
         if constraints is None:
             return []
         modules = dict(model.named_modules())
-        crossovers = CrossoverCache(self.cache)
+        crossovers = CrossoverCache(self.cache) if self.below is None else None
         chosen = []
         for name, keep, held in constraints.entries():
             module = modules.get(name.rpartition(".")[0])
@@ -220,7 +219,7 @@ def _sparse_step(layer: nn.Linear, keep: torch.Tensor, x: torch.Tensor):
 
 
 @contextlib.contextmanager
-def sparse_layers(model: nn.Module, constraints, names: list[str]) -> Iterator[_Switched]:
+def sparse_layers(model: nn.Module, constraints, names: list[str]) -> Iterator[SwitchedLayers]:
     """Switch the named linear weights to sparse kernels; on exit, write the dense weights back
     and restore the modules. Yields the switch, whose `write_back()` syncs the dense weights."""
     modules = dict(model.named_modules())
@@ -234,13 +233,15 @@ def sparse_layers(model: nn.Module, constraints, names: list[str]) -> Iterator[_
     for layer in switched:
         layer.install()
     try:
-        yield _Switched(switched)
+        yield SwitchedLayers(switched)
     finally:
         for layer in switched:
             layer.uninstall()
 
 
-class _Switched:
+class SwitchedLayers:
+    """The layers `sparse_layers` switched; `write_back()` brings their dense weights up to date."""
+
     def __init__(self, layers: list[_SparseLinear]):
         self.layers = layers
 
