@@ -23,7 +23,7 @@ def test_fast_network_matches_and_follows_the_cached_crossover(tmp_path):
     # a cached crossover is used as stored, not measured again: force every layer to CSR, then to dense
     for forced, kind in ((1.0, SparseLinear), (0.0, torch.nn.Linear)):
         cache.write_text(json.dumps({key: forced for key in entries}))
-        net, _ = fast_network(model, (1, 8, 8), 8, cache=cache)
+        net, _ = fast_network(model, (1, 8, 8), 8, cache=cache, timed=False)
         linears = [m for m in net if isinstance(m, (SparseLinear, torch.nn.Linear))]
         assert all(type(m) is kind for m in linears)
         torch.testing.assert_close(net(x), model(x), rtol=0, atol=1e-5)
@@ -46,7 +46,7 @@ def test_a_gather_in_front_of_a_csr_layer_is_folded_into_it(tmp_path):
     entries = json.loads(cache.read_text())
     for forced, gathers in ((1.0, 0), (0.0, 1)):
         cache.write_text(json.dumps({key: forced for key in entries}))
-        net, _ = fast_network(model, (1, 8, 8), 5, cache=cache)
+        net, _ = fast_network(model, (1, 8, 8), 5, cache=cache, timed=False)
         assert isinstance(net, FastNetwork)
         assert sum(isinstance(m, Gather) for m in net) == gathers
         with torch.inference_mode():
@@ -65,7 +65,24 @@ def test_runtime_of_a_conv_network_matches_it(tmp_path):
     fast_network(model, (3, 8, 8), 4, cache=cache)
     entries = json.loads(cache.read_text())
     cache.write_text(json.dumps({key: 1.0 for key in entries}))  # every linear layer on CSR
-    net, notes = fast_network(model, (3, 8, 8), 4, cache=cache)
+    net, notes = fast_network(model, (3, 8, 8), 4, cache=cache, timed=False)
     assert all("-> csr" in n for n in notes)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), model(x), rtol=0, atol=1e-5)
+
+
+def test_timed_runtime_picks_a_whole_network_and_matches_the_model(tmp_path):
+    from ticketlab.export.runtime import FastNetwork
+
+    model = build_model("lenet_300_100", (1, 8, 8), 10, seed=0).eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name in model.prunable_names():
+            p = model.get_parameter(name)
+            p.mul_(torch.rand(p.shape, generator=g) < 0.05)
+    net, notes = fast_network(model, (1, 8, 8), 16, cache=tmp_path / "kernels.json")
+    assert isinstance(net, FastNetwork) and len(notes) == 3
+    assert all("network timed" in n for n in notes)
+    x = torch.randn(16, 1, 8, 8)
     with torch.inference_mode():
         torch.testing.assert_close(net(x), model(x), rtol=0, atol=1e-5)

@@ -51,45 +51,76 @@ class FastNetwork(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         transposed = False  # whether h holds (features, batch)
+        fresh = False  # whether h is this network's own intermediate (so ReLU may work in place)
         h = x
         for module in self:
             if isinstance(module, SparseLinear):
                 h = module.forward_transposed(h if transposed else h.t().contiguous())
-                transposed = True
+                transposed = fresh = True
                 continue
-            if transposed and not isinstance(module, nn.ReLU):
+            if isinstance(module, nn.ReLU):
+                h = torch.relu_(h) if fresh else torch.relu(h)
+                continue
+            if transposed:
                 h, transposed = h.t(), False
-            h = torch.relu(h) if isinstance(module, nn.ReLU) else module.forward(h)
+            h = module.forward(h)
+            fresh = isinstance(module, (nn.Linear, nn.Conv2d, Gather))
         return h.t().contiguous() if transposed else h
 
 
+MAX_TIMED_LAYERS = 6  # up to 2**6 candidate networks are timed whole; more linear layers: per-layer crossovers
+
+
 def fast_network(model: nn.Sequential, input_shape: tuple[int, ...], batch: int, *,
-                 cache: str | Path | None = None) -> tuple[FastNetwork, list[str]]:
+                 cache: str | Path | None = None, timed: bool = True) -> tuple[FastNetwork, list[str]]:
     """(the fastest network this runtime can make of masked `model` for `batch` inputs at a
-    time, one line per linear layer saying which kernel it got and why). A `Gather` of the
-    live inputs in front of a layer that goes CSR is folded into its column indices: a CSR
-    kernel does not pay for zero columns, the gather does pay for its copy."""
+    time, one line per linear layer saying which kernel it got and why).
+
+    Each linear layer gets dense or CSR. With `timed` (and at most `MAX_TIMED_LAYERS` linear
+    layers) every combination is built and timed whole on a random batch, and the fastest
+    kept: a CSR layer inside a chain of CSR layers pays no transposed copy, which a layer's
+    own crossover charges it, so whole-network timing finds chains that per-layer choices
+    miss (about a second for LeNet's 8 candidates). Otherwise, and as the first candidate,
+    a layer goes CSR when its density is below the crossover measured for its shape and
+    batch (cached). A `Gather` of the live inputs in front of a layer that goes CSR is folded
+    into its column indices: a CSR kernel does not pay for zero columns, the gather does pay
+    for its copy."""
     crossovers = CrossoverCache(cache)
-    layers, notes = [], []
+    modules = list(compact(model, input_shape).children())
+    linears = [i for i, m in enumerate(modules) if isinstance(m, nn.Linear)]
+    densities = {i: int(modules[i].weight.count_nonzero()) / max(modules[i].weight.numel(), 1) for i in linears}
+    limits = {i: crossovers.crossover("linear", modules[i].out_features, modules[i].in_features, batch,
+                                      measure_crossover) for i in linears}
+    by_crossover = frozenset(i for i in linears if densities[i] < limits[i])
+    choice, how = by_crossover, "crossover"
+    if timed and len(linears) <= MAX_TIMED_LAYERS:
+        x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(0))
+        candidates = [frozenset(i for bit, i in enumerate(linears) if mask >> bit & 1)
+                      for mask in range(2 ** len(linears))]
+        with torch.inference_mode():
+            seconds = {c: time_call(lambda net=_build(modules, c, input_shape): net(x)) for c in candidates}
+        choice, how = min(candidates, key=lambda c: (seconds[c], c != by_crossover)), "network timed"
+    notes = [f"linear {modules[i].out_features}x{modules[i].in_features} density {densities[i]:.1%} -> "
+             f"{'csr' if i in choice else 'dense'} ({how}; crossover {limits[i]:.0%} at batch {batch})"
+             for i in linears]
+    return _build(modules, choice, input_shape), notes
+
+
+def _build(modules: list[nn.Module], sparse: frozenset[int], input_shape: tuple[int, ...]) -> FastNetwork:
+    """The compacted `modules` with the linear layers at indices `sparse` on CSR."""
+    layers = []
     probe = torch.zeros((1, *input_shape))
-    for module in compact(model, input_shape).children():
-        if isinstance(module, nn.Linear):
-            nnz = int(module.weight.count_nonzero())
-            density = nnz / max(module.weight.numel(), 1)
-            limit = crossovers.crossover("linear", module.out_features, module.in_features, batch,
-                                         measure_crossover)
-            use_sparse = density < limit
-            if use_sparse and layers and isinstance(layers[-1], Gather):
+    for index, module in enumerate(modules):
+        if index in sparse:
+            if layers and isinstance(layers[-1], Gather):
                 module = _ungathered(module, layers.pop(), width=probe.shape[1])
-            layers.append(SparseLinear.from_dense(module) if use_sparse else module)
-            notes.append(f"linear {module.out_features}x{module.in_features} density {density:.1%} -> "
-                         f"{'csr' if use_sparse else 'dense'} (crossover {limit:.0%} at batch {batch})")
+            layers.append(SparseLinear.from_dense(module))
         else:
             layers.append(module)
         if not isinstance(module, Gather):
             with torch.no_grad():
                 probe = module(probe) if not isinstance(module, nn.Linear) else probe.new_zeros(1, module.out_features)
-    return FastNetwork(*layers).eval(), notes
+    return FastNetwork(*layers).eval()
 
 
 def _ungathered(linear: nn.Linear, gather: Gather, width: int) -> nn.Linear:

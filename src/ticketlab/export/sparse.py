@@ -50,8 +50,9 @@ class _CsrLayer(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def weight(self) -> torch.Tensor:
-        if self._weight is None:
-            self._weight = _csr(self.crow, self.col, self.values, self.weight_shape)
+        if self._weight is None:  # int32 indices: what MKL takes without converting them on every call
+            self._weight = _csr(self.crow.to(torch.int32), self.col.to(torch.int32), self.values,
+                                self.weight_shape)
         return self._weight
 
 
