@@ -89,6 +89,14 @@ class AtInit(Method):
     """A pruning-at-initialisation method: `mask(problem)` scores the untrained network, then
     the mask is trained from the same initial weights, with no dense training before it."""
 
+    def check(self, spec, train_examples=None) -> None:
+        """Every parameter of these methods is a count (batches, rounds): at least 1."""
+        super().check(spec, train_examples)
+        for name in self.params:
+            value = getattr(spec.method, name)
+            if value < 1:
+                raise SpecError(f"method.{name} must be >= 1, got {value}")
+
     def mask(self, problem: Problem) -> Mask:
         raise NotImplementedError
 
@@ -101,11 +109,6 @@ class Snip(AtInit):
     name = "snip"
     params = ("batches",)
 
-    def check(self, spec, train_examples=None) -> None:
-        super().check(spec, train_examples)
-        if spec.method.batches < 1:
-            raise SpecError(f"method.batches must be >= 1, got {spec.method.batches}")
-
     def mask(self, problem: Problem) -> Mask:
         initial = {k: v.clone() for k, v in problem.model.state_dict().items()}
         gradients = SummedGradients(copy.deepcopy(problem.model), problem, problem.params.batches)
@@ -114,15 +117,9 @@ class Snip(AtInit):
                      gradients=gradients)
 
 
-
 class SynFlow(AtInit):
     name = "synflow"
     params = ("rounds",)
-
-    def check(self, spec, train_examples=None) -> None:
-        super().check(spec, train_examples)
-        if spec.method.rounds < 1:
-            raise SpecError(f"method.rounds must be >= 1, got {spec.method.rounds}")
 
     def mask(self, problem: Problem) -> Mask:
         initial = {k: v.clone() for k, v in problem.model.state_dict().items()}
@@ -134,7 +131,6 @@ class SynFlow(AtInit):
             mask = prune("snip", initial, None, mask, GlobalToDensity(problem.target ** (k / rounds)), g,
                          gradients=flow)
         return mask
-
 
 
 GRASP_TEMPERATURE = 200.0
@@ -168,16 +164,10 @@ class GraSP(AtInit):
     name = "grasp"
     params = ("batches",)
 
-    def check(self, spec, train_examples=None) -> None:
-        super().check(spec, train_examples)
-        if spec.method.batches < 1:
-            raise SpecError(f"method.batches must be >= 1, got {spec.method.batches}")
-
     def mask(self, problem: Problem) -> Mask:
         scores = grasp_scores(copy.deepcopy(problem.model), problem, problem.params.batches)
         return GlobalToDensity(problem.target).prune(Mask.ones(problem.model), scores,
                                                     generator(problem.seed, "prune", 1))
-
 
 
 METHODS.register(Snip.name, Snip())
