@@ -3,7 +3,8 @@ this machine, measured once per layer shape and batch size and cached in a small
 
 Both the sparse inference runtime (`export.runtime`) and density-aware training
 (`training.sparse_kernels`) ask `CrossoverCache.crossover(kind, out, in, batch, measure)`;
-the key also names the torch version and thread count, which move the crossover. A cached
+the key also names the torch version, the thread count and whether ticketlab's native kernels
+(`ticketlab.kernels`) are in use, which move the crossover. A cached
 answer makes the choice repeatable on one machine; another machine measures its own.
 """
 
@@ -16,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from ticketlab import kernels
 from ticketlab.store import atomic_write_bytes
 
 PROBE_DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
@@ -55,8 +57,9 @@ class CrossoverCache:
     @staticmethod
     def key(kind: str, out_features: int, in_features: int, batch: int) -> str:
         prefix = "" if kind == "linear" else f"{kind} "  # inference keys as they were first written
+        kernel = "|native kernels" if kernels.available() else ""  # torch's MKL kernels: no suffix, as before
         return (f"torch {torch.__version__}|threads {torch.get_num_threads()}|{prefix}linear "
-                f"{out_features}x{in_features}|batch {batch}")
+                f"{out_features}x{in_features}|batch {batch}{kernel}")
 
     def crossover(self, kind: str, out_features: int, in_features: int, batch: int,
                   measure: Callable[[int, int, int], float]) -> float:

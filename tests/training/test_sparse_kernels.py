@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from ticketlab import kernels
 from ticketlab.crossover import CrossoverCache
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
@@ -140,3 +141,27 @@ def test_imp_with_sparse_training_keeps_masks_and_records_it(tmp_path):
         assert all(torch.equal(a[n], b[n]) for n in a.keys())
         row_a, row_b = dense.level(run_id, 0, "imp", level), sparse.level(run_id, 0, "imp", level)
         assert row_b.early_stop_test_acc == pytest.approx(row_a.early_stop_test_acc, abs=0.02)
+
+
+@pytest.mark.skipif(not kernels.available(), reason="no native kernels here")
+def test_native_kernels_and_torch_kernels_give_the_same_step():
+    from ticketlab.training.sparse_kernels import _CsrStructure, _SparseLinearFunction
+
+    g = torch.Generator().manual_seed(3)
+    keep = torch.rand(40, 70, generator=g) < 0.1
+    structure = _CsrStructure(keep).to("cpu")
+    assert structure.native is not None
+    values = torch.randn(int(keep.sum()), generator=g)
+    x = torch.randn(13, 70, generator=g)
+    results = []
+    for native in (structure.native, None):
+        structure.native = native
+        v, inp = values.clone().requires_grad_(), x.clone().requires_grad_()
+        out = _SparseLinearFunction.apply(v, inp, structure)
+        (out * torch.arange(40.0)).sum().backward()
+        results.append((out, v.grad, inp.grad))
+    for a, b in zip(*results):  # the same sums in another order: equal to float32 rounding
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    dense = torch.zeros(40, 70)
+    dense[keep] = values
+    torch.testing.assert_close(results[0][0], x @ dense.t())

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ticketlab import kernels
 from ticketlab.crossover import PROBE_DENSITIES, CrossoverCache, time_call
 from ticketlab.export.compact import Gather, compact
 from ticketlab.export.sparse import SparseLinear
@@ -46,26 +47,66 @@ def measure_crossover(out_features: int, in_features: int, batch: int, seed: int
 
 class FastNetwork(nn.Sequential):
     """The runtime's network: the layers of an `nn.Sequential`, run without per-module call
-    overhead (no hooks), with runs of CSR layers kept in the (features, batch) layout their
-    kernel reads and writes, so only the first of them transposes its input."""
+    overhead (no hooks). Each run of consecutive CSR layers (with the ReLUs between them) is
+    one step: on the CPU in float32 a single native call (`kernels.CsrChain`), elsewhere
+    torch's CSR products kept in the (features, batch) layout they read and write, so only
+    the run's input and output are transposed."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        transposed = False  # whether h holds (features, batch)
-        fresh = False  # whether h is this network's own intermediate (so ReLU may work in place)
         h = x
-        for module in self:
-            if isinstance(module, SparseLinear):
-                h = module.forward_transposed(h if transposed else h.t().contiguous())
-                transposed = fresh = True
-                continue
-            if isinstance(module, nn.ReLU):
+        fresh = False  # whether h is this network's own intermediate (so ReLU may work in place)
+        for step in self._steps():
+            if isinstance(step, nn.ReLU):
                 h = torch.relu_(h) if fresh else torch.relu(h)
                 continue
-            if transposed:
-                h, transposed = h.t(), False
-            h = module.forward(h)
-            fresh = isinstance(module, (nn.Linear, nn.Conv2d, Gather))
-        return h.t().contiguous() if transposed else h
+            h = step(h) if isinstance(step, _CsrRun) else step.forward(h)
+            fresh = isinstance(step, (nn.Linear, nn.Conv2d, Gather, _CsrRun))
+        return h
+
+    def _steps(self) -> list:
+        steps = self.__dict__.get("_plan")
+        if steps is None:
+            steps = self.__dict__["_plan"] = _plan(list(self))
+        return steps
+
+    def _apply(self, fn, *args, **kwargs):  # moved or cast: plan again
+        self.__dict__.pop("_plan", None)
+        return super()._apply(fn, *args, **kwargs)
+
+
+def _plan(modules: list[nn.Module]) -> list:
+    """`modules` with each run of SparseLinear layers, and the ReLUs right after them, as one `_CsrRun`."""
+    steps, index = [], 0
+    while index < len(modules):
+        if not isinstance(modules[index], SparseLinear):
+            steps.append(modules[index])
+            index += 1
+            continue
+        run = []
+        while index < len(modules) and isinstance(modules[index], SparseLinear):
+            relu = index + 1 < len(modules) and isinstance(modules[index + 1], nn.ReLU)
+            run.append((modules[index], relu))
+            index += 1 + relu
+        steps.append(_CsrRun(run))
+    return steps
+
+
+class _CsrRun:
+    """Consecutive CSR layers, each with its ReLU or not, applied to (batch, features) inputs."""
+
+    def __init__(self, layers: list[tuple[SparseLinear, bool]]):
+        self.layers = layers
+        parts = [layer.native() for layer, _ in layers]
+        self.chain = kernels.CsrChain([(*part, relu) for part, (_, relu) in zip(parts, layers)]) \
+            if all(part is not None for part in parts) else None
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        if self.chain is not None and h.dtype == torch.float32 and h.device.type == "cpu":
+            return self.chain(h.contiguous())
+        h_t = h.t().contiguous()
+        for layer, relu in self.layers:
+            h_t = layer.forward_transposed(h_t, relu=relu)
+        return h_t.t().contiguous()
 
 
 MAX_TIMED_LAYERS = 6  # up to 2**6 candidate networks are timed whole; more linear layers: per-layer crossovers

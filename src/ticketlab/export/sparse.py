@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ticketlab import kernels
+
 
 def to_csr(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     """The CSR tensors of a 2-D weight's non-zeros (int64 indices, the weight's dtype)."""
@@ -39,21 +41,31 @@ class _CsrLayer(nn.Module):
         self.register_buffer("col", col)
         self.register_buffer("values", values)
         self.register_buffer("bias", bias)
-        self._weight = None
+        self._weight = self._int32 = self._native = None
 
     @property
     def weight_shape(self) -> tuple[int, int]:
         raise NotImplementedError
 
+    def _apply(self, fn, *args, **kwargs):  # moved or cast: the cached tensors are stale
+        self._weight = self._int32 = self._native = None
+        return super()._apply(fn, *args, **kwargs)
+
     def _load_from_state_dict(self, *args, **kwargs):
-        self._weight = None
+        self._weight = self._int32 = self._native = None
         super()._load_from_state_dict(*args, **kwargs)
 
     def weight(self) -> torch.Tensor:
-        if self._weight is None:  # int32 indices: what MKL takes without converting them on every call
-            self._weight = _csr(self.crow.to(torch.int32), self.col.to(torch.int32), self.values,
-                                self.weight_shape)
+        if self._weight is None:
+            crow, col = self._indices()
+            self._weight = _csr(crow, col, self.values, self.weight_shape)
         return self._weight
+
+    def _indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(crow, col) as contiguous int32, converted once: what MKL and the native kernels take."""
+        if self._int32 is None:
+            self._int32 = (self.crow.to(torch.int32).contiguous(), self.col.to(torch.int32).contiguous())
+        return self._int32
 
 
 def _empty_csr(rows: int, nnz: int) -> tuple[torch.Tensor, ...]:
@@ -89,10 +101,25 @@ class SparseLinear(_CsrLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_transposed(x.t().contiguous()).t()
 
-    def forward_transposed(self, x_t: torch.Tensor) -> torch.Tensor:
-        """(W x^T + b) for a contiguous (in_features, batch) input: the layout MKL's CSR product
-        reads and writes without copies, so chains of sparse layers (`runtime`) stay in it."""
-        return torch.sparse.addmm(self.bias[:, None].expand(-1, x_t.shape[1]), self.weight(), x_t)
+    def native(self) -> tuple[kernels.Csr, torch.Tensor, torch.Tensor] | None:
+        """(pattern, values, bias) for ticketlab's native kernels, or None where they do not
+        apply (not float32 on the CPU, or no C compiler); decided once per placement."""
+        if self._native is None:
+            self._native = (kernels.Csr(*self._indices(), self.in_features), self.values, self.bias) \
+                if kernels.usable(self.values, self.bias) else False
+        return self._native or None
+
+    def forward_transposed(self, x_t: torch.Tensor, relu: bool = False) -> torch.Tensor:
+        """(W x^T + b), ReLU'd with `relu`, for a contiguous (in_features, batch) input: the
+        layout the CSR kernels read and write without copies, so chains of sparse layers
+        (`runtime`) stay in it. On the CPU in float32 this runs ticketlab's native kernel
+        (`ticketlab.kernels`), elsewhere torch's CSR product."""
+        native = self.native()
+        if native is not None and x_t.dtype == torch.float32 and x_t.device.type == "cpu":
+            csr, values, bias = native
+            return csr.mm(values, x_t, bias, relu)
+        y = torch.sparse.addmm(self.bias[:, None].expand(-1, x_t.shape[1]), self.weight(), x_t)
+        return torch.relu_(y) if relu else y
 
 
 class SparseConv2d(_CsrLayer):

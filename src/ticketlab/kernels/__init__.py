@@ -1,0 +1,235 @@
+"""Native CSR kernels (csr.c), compiled on first use with this machine's C compiler.
+
+torch's CSR product calls MKL, which costs about 30 µs a call whatever the size on the
+machines measured (docs/export.md), more than a whole 2%-dense LeNet layer needs. The
+kernels in csr.c are plain C with GCC/Clang vector extensions: the sparse-times-dense
+product `csr_mm`, its sampled transpose `sddmm` (the kept weights' gradient) and a blocked
+`transpose`, on float32 CPU tensors with int32 indices, activations laid out
+(features, batch). They are built once per source, compiler and CPU, with `-O3
+-march=native`, into the cache folder (`~/.cache/ticketlab/kernels/`, or
+`$TICKETLAB_CACHE_DIR`), and loaded with ctypes: a call costs about a microsecond.
+
+Without a C compiler (or with `TICKETLAB_NATIVE=0`) `library()` is None and callers use
+torch's kernels; `unavailable_reason()` says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("csr.c")
+FLAGS = ("-O3", "-std=gnu11", "-shared", "-fPIC")
+NATIVE_FLAGS = ("-march=native",)  # dropped, with a second try, where the compiler refuses it
+
+_reason: str | None = None
+
+
+def cache_dir() -> Path:
+    folder = os.environ.get("TICKETLAB_CACHE_DIR")
+    return Path(folder) if folder else Path.home() / ".cache" / "ticketlab" / "kernels"
+
+
+def _cpu_identity() -> str:
+    """What -march=native compiles for: the CPU's model and flags where Linux says them."""
+    lines = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags", "Features", "CPU part")):
+                lines.append(line)
+                if len(lines) >= 2:
+                    break
+    except OSError:
+        pass
+    return "\n".join([platform.machine(), platform.processor(), *lines])
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _build(compiler: str, target: Path) -> None:
+    """Compile csr.c into `target` atomically (a temporary file renamed into place), so worker
+    processes starting together never load a half-written library."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for extra in (NATIVE_FLAGS, ()):
+        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
+        os.close(handle)
+        try:
+            result = subprocess.run([compiler, *FLAGS, *extra, str(SOURCE), "-o", temporary],
+                                    capture_output=True, text=True, timeout=120)
+            if result.returncode == 0:
+                os.replace(temporary, target)
+                return
+            errors.append(result.stderr.strip().splitlines()[-1:] or ["(no message)"])
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+    raise RuntimeError(f"{compiler} could not compile {SOURCE.name}: {errors[-1][0]}")
+
+
+_SIGNATURES = {
+    "tl_csr_mm": [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p],
+    "tl_sddmm": [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p],
+    "tl_transpose": [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p],
+    "tl_csr_chain": [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                     ctypes.c_void_p],
+}
+_RESTYPES = {"tl_csr_chain": ctypes.c_int}
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, building them on first use; None where they cannot be had."""
+    global _reason
+    if os.environ.get("TICKETLAB_NATIVE", "1") == "0":
+        _reason = "TICKETLAB_NATIVE=0"
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        _reason = "no C compiler found (set CC, or install gcc or clang)"
+        return None
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS + NATIVE_FLAGS).encode(), compiler.encode(),
+                                      _cpu_identity().encode()])).hexdigest()[:16]
+    target = cache_dir() / f"csr-{key}.so"
+    try:
+        if not target.exists():
+            _build(compiler, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        _reason = str(error)
+        return None
+    for name, argtypes in _SIGNATURES.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = argtypes, _RESTYPES.get(name)
+    return lib
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why `library()` is None (None when it is not)."""
+    library()
+    return _reason
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether the native kernels can take these tensors: all float32 on the CPU, and built here."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and available()
+
+
+def _check(name: str, tensor: torch.Tensor, dtype: torch.dtype, dims: int) -> None:
+    if tensor.device.type != "cpu" or tensor.dtype != dtype or tensor.dim() != dims or not tensor.is_contiguous():
+        raise ValueError(f"native kernels: {name} must be a contiguous {dims}-d {dtype} CPU tensor, "
+                         f"got {tuple(tensor.shape)} {tensor.dtype} on {tensor.device}")
+
+
+class Csr:
+    """A fixed CSR pattern (rows x cols), checked once, for repeated native products with
+    values that may change in place (a training step's) or not (inference). A product
+    checks only its activations, so a call costs about a microsecond of Python."""
+
+    def __init__(self, crow: torch.Tensor, col: torch.Tensor, cols: int):
+        if library() is None:
+            raise RuntimeError(f"native kernels unavailable: {unavailable_reason()}")
+        self.crow = crow.to(torch.int32).contiguous()
+        self.col = col.to(torch.int32).contiguous()
+        _check("crow", self.crow, torch.int32, 1)
+        _check("col", self.col, torch.int32, 1)
+        self.rows, self.cols, self.nnz = self.crow.numel() - 1, cols, self.col.numel()
+        self._lib = library()
+        self._crow_ptr, self._col_ptr = self.crow.data_ptr(), self.col.data_ptr()
+
+    def _activations(self, name: str, x_t: torch.Tensor, rows: int) -> None:
+        if (x_t.dtype != torch.float32 or x_t.dim() != 2 or x_t.shape[0] != rows or not x_t.is_contiguous()
+                or x_t.device.type != "cpu"):
+            raise ValueError(f"native kernels: {name} must be a contiguous ({rows}, batch) float32 CPU tensor, "
+                             f"got {tuple(x_t.shape)} {x_t.dtype} on {x_t.device}")
+
+    def mm(self, values: torch.Tensor, x_t: torch.Tensor, bias: torch.Tensor | None = None,
+           relu: bool = False) -> torch.Tensor:
+        """W x_t + bias (ReLU'd with `relu`) as a (rows, batch) tensor, for x_t (cols, batch).
+        Each output is bias + the kept products in column order whatever the batch, so a
+        result does not depend on the batch it is computed in."""
+        self._activations("x_t", x_t, self.cols)
+        if values.numel() != self.nnz or (bias is not None and bias.numel() != self.rows):
+            raise ValueError(f"native kernels: {values.numel()} values / bias {None if bias is None else bias.numel()}"
+                             f" for a {self.rows}x{self.cols} pattern with {self.nnz} non-zeros")
+        out = torch.empty(self.rows, x_t.shape[1])
+        self._lib.tl_csr_mm(self._crow_ptr, self._col_ptr, values.data_ptr(),
+                            None if bias is None else bias.data_ptr(), x_t.data_ptr(), self.rows, x_t.shape[1],
+                            int(relu), out.data_ptr())
+        return out
+
+    def sddmm(self, grad_t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """(grad_t @ x_t^T) at the pattern's non-zeros, in CSR order: the gradient of the kept
+        values, for grad_t the (rows, batch) output gradient and x_t the (cols, batch) input."""
+        self._activations("grad_t", grad_t, self.rows)
+        self._activations("x_t", x_t, self.cols)
+        if grad_t.shape[1] != x_t.shape[1]:
+            raise ValueError(f"native kernels: batch {grad_t.shape[1]} of grad_t against {x_t.shape[1]} of x_t")
+        out = torch.empty(self.nnz)
+        self._lib.tl_sddmm(self._crow_ptr, self._col_ptr, grad_t.data_ptr(), x_t.data_ptr(), self.rows,
+                           grad_t.shape[1], out.data_ptr())
+        return out
+
+
+def transpose(x: torch.Tensor) -> torch.Tensor:
+    """x^T as a contiguous tensor (blocked copy; torch's `x.t().contiguous()` took ~2x as long here)."""
+    _check("x", x, torch.float32, 2)
+    rows, cols = x.shape
+    out = torch.empty(cols, rows)
+    library().tl_transpose(x.data_ptr(), rows, cols, out.data_ptr())
+    return out
+
+
+class CsrChain:
+    """Consecutive CSR layers (each `(csr, values, bias, relu)`) run as one native call, for
+    inference: a batch goes through in blocks of 32 inputs, each carried through every layer
+    while it is in cache, with the input and output transposes folded in. The tensors are
+    held, and read in place: values changed in place are seen, replaced ones are not."""
+
+    def __init__(self, layers: list[tuple[Csr, torch.Tensor, torch.Tensor | None, bool]]):
+        if not layers:
+            raise ValueError("native kernels: a chain needs at least one layer")
+        descriptors = []
+        for index, (csr, values, bias, relu) in enumerate(layers):
+            if index and csr.cols != layers[index - 1][0].rows:
+                raise ValueError(f"native kernels: layer {index} reads {csr.cols} features, "
+                                 f"the one before gives {layers[index - 1][0].rows}")
+            _check("values", values, torch.float32, 1)
+            if values.numel() != csr.nnz or (bias is not None and (bias.numel() != csr.rows or not bias.is_contiguous()
+                                                                   or bias.dtype != torch.float32)):
+                raise ValueError(f"native kernels: layer {index}'s values or bias do not fit its "
+                                 f"{csr.rows}x{csr.cols} pattern")
+            descriptors += [csr._crow_ptr, csr._col_ptr, values.data_ptr(),
+                            0 if bias is None else bias.data_ptr(), csr.rows, int(relu)]
+        self.layers = layers  # keeps the tensors the pointers point into alive
+        self.in_features, self.out_features = layers[0][0].cols, layers[-1][0].rows
+        self._descriptors = (ctypes.c_int64 * len(descriptors))(*descriptors)
+        self._lib = library()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The chain's output (batch, out_features) for x (batch, in_features), both row-major."""
+        if (x.dtype != torch.float32 or x.dim() != 2 or x.shape[1] != self.in_features or not x.is_contiguous()
+                or x.device.type != "cpu"):
+            raise ValueError(f"native kernels: the chain takes a contiguous (batch, {self.in_features}) float32 "
+                             f"CPU tensor, got {tuple(x.shape)} {x.dtype} on {x.device}")
+        out = torch.empty(x.shape[0], self.out_features)
+        if self._lib.tl_csr_chain(len(self.layers), self._descriptors, x.data_ptr(), x.shape[0],
+                                  self.in_features, out.data_ptr()) != 0:
+            raise MemoryError("native kernels: no memory for the chain's scratch buffers")
+        return out

@@ -1,0 +1,193 @@
+/* ticketlab's CSR kernels for CPUs: sparse weight times dense activations, its sampled
+ * transpose product (SDDMM) and a blocked transpose, all float32 with int32 indices.
+ *
+ * Activations are stored (features, batch): row c of xt is feature c over the batch, so a
+ * kept weight (r, c) scales one contiguous row of xt into one contiguous row of y and the
+ * batch dimension is what the vector units run over. Every output element is summed in the
+ * same order (bias, then the kept weights in column order) whatever its place in the batch,
+ * so a result does not depend on the batch it was computed in.
+ *
+ * `tl_csr_chain` runs a whole chain of CSR layers in one call, for the inference runtime.
+ *
+ * Compiled on first use by ticketlab/kernels/__init__.py with the machine's C compiler
+ * (-O3 -march=native); GCC/Clang vector extensions, no intrinsics, no other dependency. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+/* ReLU as torch's: negatives to zero, NaN kept */
+static inline v8 relu8(v8 v) { v8 z = {0}; return (v8)((vi8)v & ~(v < z)); }
+static inline float relu1(float v) { return v < 0.f ? 0.f : v; }
+
+/* The last batch % 8 columns, four at a time then one, in scalar code: left to itself the
+ * compiler vectorizes the inner loop over k with gathers, three times slower here. */
+#if defined(__clang__)
+#define SCALAR_LOOP _Pragma("clang loop vectorize(disable)")
+#define SCALAR_FUNCTION
+#else
+#define SCALAR_LOOP
+#define SCALAR_FUNCTION __attribute__((optimize("no-tree-vectorize")))
+#endif
+
+SCALAR_FUNCTION
+static void csr_mm_columns(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
+                           const float *xt, int64_t n_out, int64_t batch, int64_t j, int relu, float *y) {
+    for (; j + 4 <= batch; j += 4) {
+        for (int64_t r = 0; r < n_out; r++) {
+            float a0 = bias ? bias[r] : 0.f, a1 = a0, a2 = a0, a3 = a0;
+            SCALAR_LOOP
+            for (int32_t k = crow[r]; k < crow[r + 1]; k++) {
+                const float *x = xt + (int64_t)col[k] * batch + j;
+                const float v = val[k];
+                a0 += v * x[0]; a1 += v * x[1]; a2 += v * x[2]; a3 += v * x[3];
+            }
+            float *out = y + r * batch + j;
+            out[0] = relu ? relu1(a0) : a0; out[1] = relu ? relu1(a1) : a1;
+            out[2] = relu ? relu1(a2) : a2; out[3] = relu ? relu1(a3) : a3;
+        }
+    }
+    for (; j < batch; j++) {
+        for (int64_t r = 0; r < n_out; r++) {
+            float a = bias ? bias[r] : 0.f;
+            SCALAR_LOOP
+            for (int32_t k = crow[r]; k < crow[r + 1]; k++) a += val[k] * xt[(int64_t)col[k] * batch + j];
+            y[r * batch + j] = relu ? relu1(a) : a;
+        }
+    }
+}
+
+#define BLOCK 32  /* batch columns per pass: four 8-wide accumulators held in registers */
+
+/* y (n_out x batch) = W xt + bias (bias may be NULL); with relu, max(., 0) on the way out.
+ * W: CSR (crow[n_out + 1], col[nnz], val[nnz]); xt: (n_in x batch), contiguous. */
+void tl_csr_mm(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
+               const float *xt, int64_t n_out, int64_t batch, int relu, float *y) {
+    int64_t j = 0;
+    for (int64_t r = 0; r < n_out; r++) {  /* a row of W at a time: its rows of xt stay in L1 */
+        for (j = 0; j + BLOCK <= batch; j += BLOCK) {
+            v8 b = {0}; b += bias ? bias[r] : 0.f;
+            v8 a0 = b, a1 = b, a2 = b, a3 = b;
+            for (int32_t k = crow[r]; k < crow[r + 1]; k++) {
+                const float *x = xt + (int64_t)col[k] * batch + j;
+                const float v = val[k];
+                a0 += v * load8(x); a1 += v * load8(x + 8); a2 += v * load8(x + 16); a3 += v * load8(x + 24);
+            }
+            if (relu) { a0 = relu8(a0); a1 = relu8(a1); a2 = relu8(a2); a3 = relu8(a3); }
+            float *out = y + r * batch + j;
+            store8(out, a0); store8(out + 8, a1); store8(out + 16, a2); store8(out + 24, a3);
+        }
+    }
+    for (; j + 8 <= batch; j += 8) {
+        for (int64_t r = 0; r < n_out; r++) {
+            v8 a = {0}; a += bias ? bias[r] : 0.f;
+            for (int32_t k = crow[r]; k < crow[r + 1]; k++)
+                a += val[k] * load8(xt + (int64_t)col[k] * batch + j);
+            store8(y + r * batch + j, relu ? relu8(a) : a);
+        }
+    }
+    if (j < batch) csr_mm_columns(crow, col, val, bias, xt, n_out, batch, j, relu, y);
+}
+
+/* out[k] = sum over the batch of gyt[r, :] * xt[col[k], :] for each kept (r, col[k]): the
+ * gradient of the kept weights, (dL/dy)^T x sampled at W's non-zeros. gyt: (n_out x batch),
+ * xt: (n_in x batch), both contiguous. */
+void tl_sddmm(const int32_t *crow, const int32_t *col, const float *gyt, const float *xt,
+              int64_t n_out, int64_t batch, float *out) {
+    for (int64_t r = 0; r < n_out; r++) {
+        const float *g = gyt + r * batch;
+        for (int32_t k = crow[r]; k < crow[r + 1]; k++) {
+            const float *x = xt + (int64_t)col[k] * batch;
+            v8 a0 = {0}, a1 = {0};
+            int64_t j = 0;
+            for (; j + 16 <= batch; j += 16) {
+                a0 += load8(g + j) * load8(x + j);
+                a1 += load8(g + j + 8) * load8(x + j + 8);
+            }
+            for (; j + 8 <= batch; j += 8) a0 += load8(g + j) * load8(x + j);
+            v8 a = a0 + a1;
+            float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+            for (; j < batch; j++) s += g[j] * x[j];
+            out[k] = s;
+        }
+    }
+}
+
+/* out[j * ldo + i] = x[i * ldx + j] for i < rows, j < cols: 8x8 blocks transposed in
+ * registers (GCC 12+ and Clang have __builtin_shufflevector), the edges element by element. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define SHUF __builtin_shufflevector
+static inline void transpose8(const float *x, int64_t ldx, float *out, int64_t ldo) {
+    v8 r0 = load8(x), r1 = load8(x + ldx), r2 = load8(x + 2 * ldx), r3 = load8(x + 3 * ldx),
+       r4 = load8(x + 4 * ldx), r5 = load8(x + 5 * ldx), r6 = load8(x + 6 * ldx), r7 = load8(x + 7 * ldx);
+    v8 t0 = SHUF(r0, r1, 0, 8, 1, 9, 4, 12, 5, 13), t1 = SHUF(r0, r1, 2, 10, 3, 11, 6, 14, 7, 15);
+    v8 t2 = SHUF(r2, r3, 0, 8, 1, 9, 4, 12, 5, 13), t3 = SHUF(r2, r3, 2, 10, 3, 11, 6, 14, 7, 15);
+    v8 t4 = SHUF(r4, r5, 0, 8, 1, 9, 4, 12, 5, 13), t5 = SHUF(r4, r5, 2, 10, 3, 11, 6, 14, 7, 15);
+    v8 t6 = SHUF(r6, r7, 0, 8, 1, 9, 4, 12, 5, 13), t7 = SHUF(r6, r7, 2, 10, 3, 11, 6, 14, 7, 15);
+    v8 u0 = SHUF(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13), u1 = SHUF(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+    v8 u2 = SHUF(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13), u3 = SHUF(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+    v8 u4 = SHUF(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13), u5 = SHUF(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+    v8 u6 = SHUF(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13), u7 = SHUF(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+    store8(out, SHUF(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11));
+    store8(out + ldo, SHUF(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11));
+    store8(out + 2 * ldo, SHUF(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11));
+    store8(out + 3 * ldo, SHUF(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11));
+    store8(out + 4 * ldo, SHUF(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15));
+    store8(out + 5 * ldo, SHUF(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15));
+    store8(out + 6 * ldo, SHUF(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15));
+    store8(out + 7 * ldo, SHUF(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15));
+}
+#define HAVE_TRANSPOSE8 1
+#endif
+
+static void transpose_into(const float *x, int64_t ldx, int64_t rows, int64_t cols, float *out, int64_t ldo) {
+    int64_t i = 0;
+#if HAVE_TRANSPOSE8
+    for (; i + 8 <= rows; i += 8) {
+        int64_t j = 0;
+        for (; j + 8 <= cols; j += 8) transpose8(x + i * ldx + j, ldx, out + j * ldo + i, ldo);
+        for (; j < cols; j++)
+            for (int64_t k = i; k < i + 8; k++) out[j * ldo + k] = x[k * ldx + j];
+    }
+#endif
+    for (; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) out[j * ldo + i] = x[i * ldx + j];
+}
+
+/* out (cols x rows) = x^T for a contiguous x (rows x cols). */
+void tl_transpose(const float *x, int64_t rows, int64_t cols, float *out) {
+    transpose_into(x, cols, rows, cols, out, rows);
+}
+
+#define CHAIN 32  /* batch columns a chain carries through all its layers at a time */
+
+/* A chain of CSR layers, as one call: out (batch x n_out_last) from x (batch x n_in), both
+ * row-major. `layers` holds 6 int64 per layer: crow, col, val, bias (pointers; bias may be
+ * 0), n_out, relu. Blocks of CHAIN inputs are transposed into a scratch buffer and carried
+ * through every layer while they sit in cache. Returns 0, or -1 if scratch memory failed. */
+int tl_csr_chain(int64_t n_layers, const int64_t *layers, const float *x, int64_t batch, int64_t n_in,
+                 float *out) {
+    int64_t widest = n_in;
+    for (int64_t l = 0; l < n_layers; l++)
+        if (layers[6 * l + 4] > widest) widest = layers[6 * l + 4];
+    float *a = malloc(sizeof(float) * widest * CHAIN), *b = malloc(sizeof(float) * widest * CHAIN);
+    if (!a || !b) { free(a); free(b); return -1; }
+    const int64_t n_last = layers[6 * (n_layers - 1) + 4];
+    for (int64_t b0 = 0; b0 < batch; b0 += CHAIN) {
+        const int64_t w = batch - b0 < CHAIN ? batch - b0 : CHAIN;
+        transpose_into(x + b0 * n_in, n_in, w, n_in, a, w);
+        for (int64_t l = 0; l < n_layers; l++) {
+            const int64_t *d = layers + 6 * l;
+            tl_csr_mm((const int32_t *)d[0], (const int32_t *)d[1], (const float *)d[2], (const float *)d[3],
+                      a, d[4], w, (int)d[5], b);
+            float *t = a; a = b; b = t;
+        }
+        transpose_into(a, w, n_last, w, out + b0 * n_last, n_last);
+    }
+    free(a); free(b);
+    return 0;
+}

@@ -1,0 +1,112 @@
+"""ticketlab's native CSR kernels (issue #14): exact on hand cases, equal to torch's dense
+products to rounding at every batch size, batch-invariant, and absent without a compiler."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ticketlab import kernels
+from ticketlab.export.sparse import to_csr
+
+native = pytest.mark.skipif(not kernels.available(), reason=f"no native kernels: {kernels.unavailable_reason()}")
+
+
+def csr_of(dense: torch.Tensor) -> tuple[kernels.Csr, torch.Tensor]:
+    csr = to_csr(dense)
+    return kernels.Csr(csr["crow"], csr["col"], dense.shape[1]), csr["values"]
+
+
+def random_weight(rows: int, cols: int, density: float, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, cols, generator=g) * (torch.rand(rows, cols, generator=g) < density)
+
+
+@native
+def test_product_and_gradient_on_a_hand_computed_case():
+    # W = [[1, 0, 2], [0, 0, 0], [0, 3, 0]], b = [0.5, 7, -10], two inputs x1 = [1, 2, 3], x2 = [-1, 0, 1]:
+    # W x1 + b = [1 + 6 + 0.5, 7, 6 - 10] = [7.5, 7, -4]; W x2 + b = [-1 + 2 + 0.5, 7, -10] = [1.5, 7, -10].
+    weight = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    csr, values = csr_of(weight)
+    bias = torch.tensor([0.5, 7.0, -10.0])
+    x_t = torch.tensor([[1.0, -1.0], [2.0, 0.0], [3.0, 1.0]])  # (in, batch)
+    assert torch.equal(csr.mm(values, x_t, bias), torch.tensor([[7.5, 1.5], [7.0, 7.0], [-4.0, -10.0]]))
+    assert torch.equal(csr.mm(values, x_t, bias, relu=True), torch.tensor([[7.5, 1.5], [7.0, 7.0], [0.0, 0.0]]))
+    assert torch.equal(csr.mm(values, x_t), torch.tensor([[7.0, 1.0], [0.0, 0.0], [6.0, 0.0]]))
+    # gradient of the kept values for dL/dy = [[1, 2], [5, 5], [-1, 0]] (out, batch):
+    # (0,0): 1*1 + 2*(-1) = -1; (0,2): 1*3 + 2*1 = 5; (2,1): -1*2 + 0*0 = -2
+    grad_t = torch.tensor([[1.0, 2.0], [5.0, 5.0], [-1.0, 0.0]])
+    assert torch.equal(csr.sddmm(grad_t, x_t), torch.tensor([-1.0, 5.0, -2.0]))
+
+
+@native
+def test_relu_keeps_nan_as_torch_does():
+    csr, values = csr_of(torch.tensor([[1.0], [1.0]]))
+    out = csr.mm(values, torch.tensor([[float("nan")] * 9]), torch.tensor([0.0, -1.0]), relu=True)
+    assert torch.isnan(out).all()
+    out = csr.mm(values, torch.tensor([[-2.0] * 9]), torch.tensor([0.0, 0.0]), relu=True)
+    assert torch.equal(out, torch.zeros(2, 9))
+
+
+@native
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 31, 32, 33, 60, 67])
+def test_matches_dense_products_at_every_batch_size(batch):
+    weight = random_weight(37, 53, 0.1)
+    weight[5] = 0  # an empty row
+    csr, values = csr_of(weight)
+    bias = torch.randn(37)
+    x = torch.randn(batch, 53)
+    x_t = kernels.transpose(x)
+    assert torch.equal(x_t, x.t())
+    torch.testing.assert_close(csr.mm(values, x_t, bias, relu=True), torch.relu(x @ weight.t() + bias).t())
+    grad_t = torch.randn(37, batch)
+    rows, cols = weight.nonzero(as_tuple=True)
+    torch.testing.assert_close(csr.sddmm(grad_t, x_t), (grad_t @ x)[rows, cols])
+
+
+@native
+def test_an_output_does_not_depend_on_the_batch_it_is_in():
+    csr, values = csr_of(random_weight(50, 80, 0.05))
+    bias = torch.randn(50)
+    x_t = torch.randn(80, 75)
+    together = csr.mm(values, x_t, bias)
+    for j in (0, 31, 32, 63, 64, 70, 74):  # in a 32-wide block, an 8-wide block, the scalar tail
+        assert torch.equal(csr.mm(values, x_t[:, j:j + 1].contiguous(), bias)[:, 0], together[:, j])
+
+
+@native
+def test_bad_activations_are_refused_with_the_shape_wanted():
+    csr, values = csr_of(random_weight(4, 6, 0.5))
+    with pytest.raises(ValueError, match=r"contiguous \(6, batch\) float32"):
+        csr.mm(values, torch.randn(5, 3))
+    with pytest.raises(ValueError, match="float32"):
+        csr.mm(values, torch.randn(6, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="contiguous"):
+        csr.mm(values, torch.randn(3, 6).t())
+    with pytest.raises(ValueError, match="non-zeros"):
+        csr.mm(values[:-1], torch.randn(6, 3))
+
+
+def test_without_a_compiler_the_kernels_are_absent_and_say_why(tmp_path):
+    code = ("from ticketlab import kernels; print(kernels.available()); print(kernels.unavailable_reason())")
+    env = {"PATH": "/nonexistent", "CC": "", "TICKETLAB_CACHE_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.splitlines() == ["False", "no C compiler found (set CC, or install gcc or clang)"]
+    env["TICKETLAB_NATIVE"] = "0"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.splitlines() == ["False", "TICKETLAB_NATIVE=0"]
+
+
+@native
+def test_a_compile_error_is_reported_not_raised(tmp_path, monkeypatch):
+    bad = tmp_path / "cc"
+    bad.write_text("#!/bin/sh\necho 'error: this compiler is broken' >&2\nexit 1\n")
+    bad.chmod(0o755)
+    code = "from ticketlab import kernels; print(kernels.available()); print(kernels.unavailable_reason())"
+    env = {"PATH": "/usr/bin:/bin", "CC": str(bad), "TICKETLAB_CACHE_DIR": str(tmp_path / "cache"),
+           "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "False" and "could not compile csr.c: error: this compiler is broken" in lines[1]
+    assert not list((tmp_path / "cache").glob("*"))  # no half-written library left behind
