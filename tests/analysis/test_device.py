@@ -5,15 +5,12 @@ a GPU both run with tiny budgets."""
 import math
 
 import pytest
-import torch
 
+from devicecheck import HERE, assert_device_refused, cuda
 from ticketlab.analysis.combine import combine_tickets
 from ticketlab.analysis.franken import frankenmodel
 from ticketlab.cli import main
 from ticketlab.store import ResultsStore
-
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-HERE = ["cpu"] if torch.cuda.is_available() else ["cpu", "auto"]  # auto is the CPU here
 
 
 def franken(data, device):
@@ -58,13 +55,7 @@ def test_the_clis_take_the_device_and_refuse_one_that_is_not_here(two_tickets, c
         assert main(combine + ["--device", device]) == 0 and capsys.readouterr().out == plain
     franken_argv = ["franken", "--levels", "1", "--iterations", "10", "--b-iterations", "10"]
     for argv in (combine, franken_argv):
-        assert main(argv + ["--device", "nonsense"]) == 2
-        err = capsys.readouterr().err
-        assert "unknown device 'nonsense'; valid: auto, cpu, cuda, cuda:N, mps" in err and "Traceback" not in err
-        if not torch.cuda.is_available():
-            assert main(argv + ["--device", "cuda"]) == 2
-            err = capsys.readouterr().err
-            assert "sees no CUDA GPU" in err and "Traceback" not in err
+        assert_device_refused(argv, capsys)
 
 
 @cuda

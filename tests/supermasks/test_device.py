@@ -5,6 +5,7 @@ clear error, and on a GPU they run with tiny budgets."""
 import pytest
 import torch
 
+from devicecheck import HERE, assert_device_refused, cuda
 from tinydata import make_tiny_dataset
 from ticketlab.cli import main
 from ticketlab.supermasks import cells
@@ -12,8 +13,6 @@ from ticketlab.supermasks import init_mask_study, learn_new_supermask, paper_spe
 from ticketlab.supermasks.reproduce import reproduce
 from ticketlab.supermasks.zhou2019 import Plan
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-HERE = ["cpu"] if torch.cuda.is_available() else ["cpu", "auto"]  # auto is the CPU here
 DATA = dict(n_train=128, n_val=32, n_test=64)
 
 
@@ -64,14 +63,7 @@ def test_reproduced_cells_on_the_cpu_device_change_nothing(monkeypatch, tmp_path
     ["reproduce", "zhou2019", "--dataset", "digits", "--networks", "fc", "--epochs", "1"],
 ])
 def test_a_device_that_is_not_here_is_a_clear_error(capsys, tmp_path, argv):
-    argv = argv + (["--runs-dir", str(tmp_path)] if argv[0] == "reproduce" else [])
-    assert main(argv + ["--device", "nonsense"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown device 'nonsense'; valid: auto, cpu, cuda, cuda:N, mps" in err and "Traceback" not in err
-    if not torch.cuda.is_available():
-        assert main(argv + ["--device", "cuda"]) == 2
-        err = capsys.readouterr().err
-        assert "sees no CUDA GPU" in err and "Traceback" not in err
+    assert_device_refused(argv + (["--runs-dir", str(tmp_path)] if argv[0] == "reproduce" else []), capsys)
     assert not any(tmp_path.rglob("*.safetensors"))  # refused before any work
 
 
