@@ -8,8 +8,12 @@ and bf16, a 2-level IMP of a tiny ResNet on the GPU, and determinism across two 
    run twice into two stores: every mask and final weight file must be equal (bitwise with
    `--deterministic`, which sets torch.use_deterministic_algorithms and CUBLAS_WORKSPACE_CONFIG;
    otherwise compared with a tolerance and the largest difference printed).
+3. Every one-level method (SNIP, GraSP, SynFlow, GMP, prune-each-epoch, RigL, SET, Early-Bird)
+   through the engine on `--device` (resnet8_4, the same tiny data, 60 iterations, density
+   0.2): each level must be recorded with a mask of exactly the CPU's kept count and pruned
+   weights exactly zero; seconds per method (a few seconds in all; `--skip-methods` skips it).
 
-    python benchmarks/gpu_check.py --data-dir DATA [--device cuda:0] [--deterministic]
+    python benchmarks/gpu_check.py --data-dir DATA [--device cuda:0] [--deterministic] [--skip-methods]
 """
 
 from __future__ import annotations
@@ -74,12 +78,49 @@ def tiny_imp(root: Path, device: torch.device) -> dict[str, torch.Tensor]:
     return files
 
 
+def one_level_methods(root: Path, device: torch.device) -> list[str]:
+    """Run every one-level method on `device` and on the CPU; the problems found (empty: none)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tinydata import make_tiny_dataset
+
+    from ticketlab.experiments import prepare, run_experiment, spec_from_dict
+    from ticketlab.methods import METHODS
+    from ticketlab.store import ResultsStore, load_tensors
+
+    dataset = make_tiny_dataset(n_train=512, shape=(3, 8, 8))
+    params = {"gmp": {"every": 10}, "rigl": {"every": 10}, "set": {"every": 10}, "synflow": {"rounds": 10},
+              "early_bird": {"window": 2, "threshold": 0.5}}
+    problems = []
+    for name in (n for n in METHODS.names() if n not in ("imp", "transfer")):
+        spec = spec_from_dict({"model": {"name": "resnet8_4"}, "pruning": {"target_density": 0.2},
+                               "training": {"iterations": 60, "eval_every": 30, "batch_size": 64, "lr": 0.05},
+                               "method": {"name": name} | params.get(name, {})})
+        kept = {}
+        for where in (str(device), "cpu"):
+            experiment, _ = prepare(spec, root / where, dataset=dataset, device=where)
+            started = time.perf_counter()
+            run_experiment(experiment, dataset=dataset)
+            seconds = time.perf_counter() - started
+            row = ResultsStore(root / where).level(experiment.run_id, 0, name, 1)
+            folder = root / where / experiment.run_id / "seed_0" / name / "level_1"
+            mask, final = load_tensors(folder / "mask.safetensors"), load_tensors(folder / "final.safetensors")
+            kept[where] = sum(int(keep.sum()) for keep in mask.values())
+            if row is None or any(final[layer][~keep.bool()].any() for layer, keep in mask.items()):
+                problems.append(f"{name} on {where}: level not recorded or a pruned weight is not zero")
+            if where != "cpu":
+                print(f"{name} on {where}: {seconds:.1f} s, density {row.density:.2%}, acc {row.final_test_acc:.2%}")
+        if kept[str(device)] != kept["cpu"]:
+            problems.append(f"{name}: {kept[str(device)]} weights kept on {device}, {kept['cpu']} on the CPU")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--deterministic", action="store_true")
     parser.add_argument("--skip-epoch", action="store_true")
+    parser.add_argument("--skip-methods", action="store_true", help="skip the one-level methods on the device")
     args = parser.parse_args()
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -101,6 +142,12 @@ def main() -> None:
     print(f"determinism: {len(a) - len(unequal)}/{len(a)} tensors bitwise equal; largest difference {worst:.3g}")
     if args.deterministic and unequal:
         sys.exit(f"not deterministic: {unequal[:5]}")
+    if not args.skip_methods:
+        with tempfile.TemporaryDirectory() as root:
+            problems = one_level_methods(Path(root), device)
+        if problems:
+            sys.exit("one-level methods on the device: " + "; ".join(problems))
+        print("one-level methods on the device: every level recorded, masks exact")
 
 
 if __name__ == "__main__":

@@ -82,12 +82,15 @@ def _accuracy(models, x, y) -> float:
 
 
 def combine_tickets(store: ResultsStore, ref_a: str, ref_b: str, *, finetune: int = 0, seed: int = 0,
-                    data_dir=None) -> list[CombineRow]:
-    """The rows of the module docstring's table for tickets `ref_a`, `ref_b`."""
+                    data_dir=None, device: str | None = None) -> list[CombineRow]:
+    """The rows of the module docstring's table for tickets `ref_a`, `ref_b`, every network
+    fine-tuned and evaluated on `device` (auto, cpu, cuda, cuda:N, mps; default: the CPU)."""
     from ticketlab.data import load_dataset
     from ticketlab.models import build_model
     from ticketlab.training import TrainSpec, WeightConstraints, train
+    from ticketlab.training.device import resolved_name
 
+    device = resolved_name(device) or "cpu"
     tickets = [resolve(store, ref) for ref in (ref_a, ref_b)]
     for ref, found in zip((ref_a, ref_b), tickets):
         if len(found) != 1:
@@ -102,7 +105,7 @@ def combine_tickets(store: ResultsStore, ref_a: str, ref_b: str, *, finetune: in
                                  "combine tickets of the same network on the same data")
     data_spec = spec_a.get("data", {})
     data = load_dataset(data_spec["name"], data_dir, val_size=data_spec.get("val_size"), seed=0,
-                        path=data_spec.get("path"), normalization=data_spec.get("normalization", "standard"))
+                        path=data_spec.get("path"), normalization=data_spec.get("normalization", "standard")).to(device)
     training = spec_a.get("training", {})
     tspec = TrainSpec(optimizer=training.get("optimizer", "adam"), lr=training.get("lr", 1.2e-3),
                       batch_size=training.get("batch_size", 60), momentum=training.get("momentum", 0.9),
@@ -112,7 +115,7 @@ def combine_tickets(store: ResultsStore, ref_a: str, ref_b: str, *, finetune: in
     def model_with(weights):
         model = build_model(spec_a["model"]["name"], data.input_shape, data.num_classes, seed=0)
         model.load_state_dict(weights)
-        return model
+        return model.to(device)
 
     def finetuned(weights, mask):
         model = model_with(weights)

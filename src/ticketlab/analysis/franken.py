@@ -82,7 +82,7 @@ def trainable_mask(model: Network, mask: Mask, k: int, mode: str) -> Mask:
 
 
 def class_subset(data: Dataset, classes: list[int], num_classes: int) -> Dataset:
-    keep = [torch.isin(s.y, torch.tensor(classes)) for s in (data.train, data.val, data.test)]
+    keep = [torch.isin(s.y, torch.tensor(classes, device=s.y.device)) for s in (data.train, data.val, data.test)]
     splits = [Split(s.x[m].contiguous(), s.y[m].contiguous()) for s, m in zip((data.train, data.val, data.test), keep)]
     return Dataset(f"{data.name}[{classes[0]}-{classes[-1]}]", *splits, num_classes, data.input_shape)
 
@@ -113,15 +113,23 @@ def _row(name: str, model, data: Dataset, k: int, reference: torch.Tensor | None
 
 def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", levels: int = 5,
                  iterations: int = 1000, b_iterations: int = 1000, seed: int = 0,
-                 spec: TrainSpec | None = None) -> list[FrankenRow]:
-    """The table of the module docstring for one seed (`iterations` per A training, `b_iterations` on B)."""
+                 spec: TrainSpec | None = None, device: str | None = None) -> list[FrankenRow]:
+    """The table of the module docstring for one seed (`iterations` per A training, `b_iterations` on B),
+    every network trained and evaluated on `device` (auto, cpu, cuda, cuda:N, mps; default: the CPU)."""
     from ticketlab.masks.allocation import Layerwise, default_rates, rates_by_layer
     from ticketlab.masks.pipeline import prune
     from ticketlab.seeds import derived_seed
+    from ticketlab.training.device import resolved_name
 
     classes = data.num_classes
     if not 0 < k < classes:
         raise TicketlabError(f"the A classes 0..k-1 need 0 < k < {classes}, got k = {k}")
+    device = resolved_name(device) or "cpu"
+    data = data.to(device)
+
+    def new_model(outputs: int) -> Network:
+        return build_model(model_name, data.input_shape, outputs, seed).to(device)
+
     spec = spec or TrainSpec()
     a_spec = TrainSpec(**{**vars(spec), "iterations": iterations, "eval_every": iterations})
     b_spec = TrainSpec(**{**vars(spec), "iterations": b_iterations, "eval_every": b_iterations})
@@ -129,7 +137,7 @@ def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", le
     data_b = class_subset(data, list(range(k, classes)), classes)
 
     # 1. the A-ticket by IMP
-    model = build_model(model_name, data.input_shape, k, seed)
+    model = new_model(k)
     init = {n: t.clone() for n, t in model.state_dict().items()}
     mask = Mask.ones(model)
     train(model, data_a, a_spec, seed=seed)
@@ -146,7 +154,7 @@ def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", le
 
     # 2. the extension to C outputs
     def extended() -> Network:
-        big = build_model(model_name, data.input_shape, classes, seed)
+        big = new_model(classes)
         state = big.state_dict()
         for name, value in ticket.items():
             state[name][: value.shape[0]] = value
@@ -164,7 +172,8 @@ def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", le
         held = {n: params[n].detach().clone() for n in trainable}
         train(big, data_b, b_spec, seed=derived_seed(seed, "franken-b"),
               constraints=WeightConstraints(big, trainable, held))
-        frozen_same = all(torch.equal(params[n].detach()[~trainable[n]], held[n][~trainable[n]]) for n in trainable)
+        frozen = {n: ~trainable[n].to(held[n].device) for n in trainable}
+        frozen_same = all(torch.equal(params[n].detach()[frozen[n]], held[n][frozen[n]]) for n in trainable)
         if not frozen_same:
             raise TicketlabError("internal: a frozen weight moved")  # the mechanism's promise, checked every run
         free = sum(int(t.sum()) for n, t in trainable.items() if n.endswith("weight"))
@@ -172,7 +181,7 @@ def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", le
     big = extended()
     train(big, data_b, b_spec, seed=derived_seed(seed, "franken-b"))
     rows.append(_row("finetune_all on B", big, data, k, reference))
-    joint = build_model(model_name, data.input_shape, classes, seed)
+    joint = new_model(classes)
     train(joint, data, a_spec, seed=seed)
     rows.append(_row("joint (dense, all classes)", joint, data, k, None))
     return rows

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, nonnegative_int, seed_int
+from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, nonnegative_int,
+                                  seed_int)
 
 
 def _cmd_combine(args: argparse.Namespace) -> int:
@@ -14,7 +15,7 @@ def _cmd_combine(args: argparse.Namespace) -> int:
     apply_threads(args)
     store = ResultsStore(args.runs_dir, readonly=True)
     rows = combine_tickets(store, args.ticket_a, args.ticket_b, finetune=args.finetune, seed=args.seed,
-                           data_dir=args.data_dir)
+                           data_dir=args.data_dir, device=args.device)
     print(f"{args.ticket_a} + {args.ticket_b}: test accuracy on the run's test split"
           + (f"; fine-tuning {args.finetune} iterations (each ensemble member {args.finetune})" if args.finetune else ""))
     print("union/intersection weights: one ticket's value where one keeps it, the mean where both do; "
@@ -38,4 +39,5 @@ def add_commands(commands) -> None:
     add_data_dir(parser)
     add_runs_dir(parser)
     add_threads(parser)
+    add_device(parser, "the combinations are fine-tuned and every network is evaluated", jobs=False)
     parser.set_defaults(run=_cmd_combine)

@@ -129,7 +129,9 @@ def add_sparse_training(parser) -> None:
         "results up to floating-point rounding; not part of the run id")
 
 
-def add_device(parser) -> None:
-    parser.add_argument("--device", default="cpu", help="where levels train: auto, cpu, cuda, cuda:N or mps; with "
-                        "several GPUs, --jobs places one worker per GPU in turn (default: %(default)s; not part of "
-                        "the run id)")
+def add_device(parser, what: str = "levels train", jobs: bool = True) -> None:
+    """`--device`, for every command that trains: where `what` happens; with `jobs`, the
+    command's --jobs places one worker per GPU."""
+    placement = "; with several GPUs, --jobs places one worker per GPU in turn" if jobs else ""
+    parser.add_argument("--device", default="cpu", help=f"where {what}: auto, cpu, cuda, cuda:N or mps{placement} "
+                        "(default: %(default)s; not part of the run id)")

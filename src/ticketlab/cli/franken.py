@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from ticketlab.cli.common import add_data_dir, add_threads, apply_threads, csv_list, positive_int
+from ticketlab.cli.common import add_data_dir, add_device, add_threads, apply_threads, csv_list, positive_int
 
 
 def _cmd_franken(args: argparse.Namespace) -> int:
     from ticketlab.analysis.franken import franken_table, frankenmodel
     from ticketlab.data import load_dataset
+    from ticketlab.training.device import resolved_name
 
+    device = resolved_name(args.device)  # before any work: a device that is not here is a clear error
     apply_threads(args)
     data = load_dataset(args.dataset, args.data_dir)
     rows = []
     for seed in args.seeds:
         rows.append(frankenmodel(data, k=args.split, model_name=args.model, levels=args.levels,
-                                 iterations=args.iterations, b_iterations=args.b_iterations, seed=seed))
+                                 iterations=args.iterations, b_iterations=args.b_iterations, seed=seed,
+                                 device=device))
     print(f"{args.model} on {args.dataset}: A = classes 0-{args.split - 1}, B = {args.split}-{data.num_classes - 1}; "
           f"A-ticket {args.levels} IMP levels x {args.iterations} it, B {args.b_iterations} it; seeds "
           f"{','.join(map(str, args.seeds))} (mean, min-max; max |ΔA logit|: the largest over seeds; weight counts: the first seed)")
@@ -44,4 +47,5 @@ def add_commands(commands) -> None:
     parser.add_argument("--seeds", type=csv_list(int), default=[0], help="comma-separated (default: 0)")
     add_data_dir(parser)
     add_threads(parser)
+    add_device(parser, "the networks train and are evaluated", jobs=False)
     parser.set_defaults(run=_cmd_franken)

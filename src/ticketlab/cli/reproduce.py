@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_runs_dir, add_threads, apply_threads, positive_int
+from ticketlab.cli.common import add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, positive_int
 
 
 def _cmd_zhou2019(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def _cmd_zhou2019(args: argparse.Namespace) -> int:
           f"tables in {out} (finished cells are reused)", flush=True)
     result = reproduce(plan, args.runs_dir, data_dir=args.data_dir, jobs=args.jobs, executor=args.executor,
                        address=args.address, show_progress=args.jobs == 1 and sys.stderr.isatty(),
-                       legacy_dirs=(out,))
+                       legacy_dirs=(out,), device=args.device)
     text = markdown(result)
     atomic_write_bytes(out / "zhou2019_table1.md", text.encode())
     atomic_write_bytes(out / "zhou2019_table1.csv", csv_text(rows(result)).encode())
@@ -61,6 +61,7 @@ def add_commands(commands) -> None:
     zhou.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     zhou.add_argument("--jobs", type=positive_int, default=1, help="cells run in parallel, one thread each (default: %(default)s)")
     add_threads(zhou)
+    add_device(zhou, "cells train")
     add_data_dir(zhou)
     zhou.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="local or ray (default: %(default)s)")
     zhou.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")

@@ -6,7 +6,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_threads, apply_threads
+from ticketlab.cli.common import add_data_dir, add_device, add_threads, apply_threads
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -23,11 +23,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, scores, masks and batches "
                         "(default: %(default)s)")
     add_threads(parser)
+    add_device(parser, "the network trains and is evaluated", jobs=False)
 
 
 def _dataset(args: argparse.Namespace):
     from ticketlab.data import load_dataset
+    from ticketlab.training.device import resolve_device
 
+    resolve_device(args.device)  # a device that is not here stops the command before any work
     apply_threads(args)
     return load_dataset(args.dataset, args.data_dir, path=args.dataset_path, normalization=args.normalization)
 
@@ -44,7 +47,7 @@ def _cmd_learn(args: argparse.Namespace) -> int:
           f"{WEIGHTS.get(spec.weights).title} weights"
           f"{' with DWR' if spec.dwr else ''}: {spec.epochs:g} epochs ({schedule.iterations} iterations), "
           f"SGD lr {spec.lr:g} ({spec.lr_schedule}), momentum {spec.momentum}, batch {spec.batch_size}, seed {args.seed}")
-    result = learn_new_supermask(args.model, dataset, spec, seed=args.seed)
+    result = learn_new_supermask(args.model, dataset, spec, seed=args.seed, device=args.device)
     if result.sampled_accs:
         spread = statistics.stdev(result.sampled_accs) if len(result.sampled_accs) > 1 else 0.0
         print(f"test accuracy, mean over {len(result.sampled_accs)} sampled masks: {result.accuracy:.2%} "
@@ -63,7 +66,8 @@ def _cmd_init_masks(args: argparse.Namespace) -> int:
 
     dataset = _dataset(args)
     study = init_mask_study(args.model, dataset, criterion=args.criterion, levels=args.levels, seed=args.seed,
-                            initial=args.initial, trained=args.trained, iterations=args.iterations)
+                            initial=args.initial, trained=args.trained, iterations=args.iterations,
+                            device=args.device)
     if study.trained_acc is not None:
         print(f"trained {args.model} on {dataset.name} for {study.trained_iterations} iterations to score its "
               f"weights: test accuracy {study.trained_acc:.2%}")

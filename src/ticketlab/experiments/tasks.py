@@ -151,8 +151,8 @@ def levels_done(experiment: Experiment, seed: int, branch: str, levels: range) -
 
 @dataclass(frozen=True)
 class OneLevelTask:
-    """Level 1 of one branch for one seed, trained on the CPU: the shared part of the tasks
-    of one-level methods (`MethodTask`) and of ticket transfer (`TransferTask`)."""
+    """Level 1 of one branch for one seed, trained on the experiment's device: the shared
+    part of the tasks of one-level methods (`MethodTask`) and of ticket transfer (`TransferTask`)."""
 
     experiment: Experiment
     seed: int
@@ -176,12 +176,9 @@ class OneLevelTask:
     def replicate(self, context: Context) -> Replicate | None:
         """The seed's replicate, or None when the level is finished already."""
         experiment = self.experiment
-        if experiment.device not in (None, "cpu"):
-            raise TicketlabError(f"{self.branch!r} trains on the CPU only so far; leave out --device "
-                                 f"{experiment.device} (IMP runs train on any device)")
         replicate = Replicate(experiment.spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
                               experiment_data(experiment), report=context.emit,
-                              show_progress=context.show_progress, check=context.check)
+                              show_progress=context.show_progress, check=context.check, device=experiment.device)
         return None if replicate.finished(self.branch, 1) is not None else replicate
 
 
@@ -199,12 +196,16 @@ class MethodTask(OneLevelTask):
             return
         model = replicate.model
         model.load_state_dict(replicate.initial_weights())
+        dataset = replicate.dataset
+        if replicate.device is not None:  # the method finds its mask and trains there; masks stay on the CPU
+            model.to(torch.device(replicate.device))
+            dataset = dataset.to(torch.device(replicate.device))
         dense = Mask.ones(model)
         schedule = spec.training.train_spec()
         one_shot = allocation(dataclasses.replace(spec.pruning, one_shot=True), model, dense)
         label = f"seed {self.seed} {self.method} ({spec.pruning.target_density:.1%})"
         with Progress(label, schedule.iterations, enabled=context.show_progress) as progress:
-            problem = Problem(model, replicate.dataset, schedule, self.seed, spec.pruning.target_density,
+            problem = Problem(model, dataset, schedule, self.seed, spec.pruning.target_density,
                               spec.method, one_shot, progress, context.check)
             started = time.perf_counter()
             found = METHODS.get(self.method).find(problem)
@@ -216,7 +217,7 @@ class MethodTask(OneLevelTask):
             write_json(path, document)
             replicate.store.record_artifact(str(path.relative_to(replicate.store.runs_dir)), replicate.run_id,
                                             sha256_file(path), path.stat().st_size)
-        final = {name: value.clone() for name, value in model.state_dict().items()}
+        final = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
         extra = [(0, "train_iterations", float(found.iterations)), (0, "method_seconds", seconds)]
         extra += [(0, name, float(value)) for name, value in found.metrics.items()]
         replicate._record(self.method, 1, found.mask, final, found.result, extra_metrics=tuple(extra))
@@ -244,7 +245,8 @@ class TransferTask(OneLevelTask):
         label = f"seed {self.seed} {self.branch} ({mask.density:.1%})"
         with Progress(label, schedule.iterations, enabled=context.show_progress) as progress:
             result = train(model, replicate.dataset, schedule, seed=self.seed,
-                           constraints=WeightConstraints(model, mask, None), progress=progress)
+                           constraints=WeightConstraints(model, mask, None), progress=progress,
+                           device=replicate.device)
         final = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
         replicate._record(self.branch, 1, mask, final, result,
                           extra_metrics=((0, "train_iterations", float(schedule.iterations)),

@@ -33,15 +33,21 @@ def gradient_seed(seed: int, level: int) -> int:
     return derived_seed(seed, "gradients", level)
 
 
+@torch.no_grad()
+def apply_mask_(model: Network, mask: Mask) -> None:
+    """Zero the pruned entries of `model`'s weights, on whatever device the model is."""
+    for name, keep in mask.items():
+        param = model.get_parameter(name)
+        param.mul_(keep.to(param.device))
+
+
 def gradients_at(model: Network, weights: dict[str, torch.Tensor], mask: Mask, dataset: Dataset,
                  batch_size: int, seed: int) -> dict[str, torch.Tensor]:
     """Gradient of the loss w.r.t. each masked weight, at `weights` with `mask` applied, on
     one training batch drawn with `seed` (as SNIP computes it at initialisation). `model` is
     left holding the masked weights and their gradients."""
     model.load_state_dict(weights)
-    with torch.no_grad():
-        for name, keep in mask.items():
-            model.get_parameter(name).mul_(keep)
+    apply_mask_(model, mask)
     x, y = next(iter(BatchIterator(dataset.train, batch_size, seed=seed).epoch(0)))
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y).backward()
@@ -66,10 +72,11 @@ class GradientBatch:
 
 
 def scores_for(criterion_name: str, initial: dict, final: dict, mask: Mask, grads: dict | None = None) -> dict:
-    """Each masked layer's scores under the criterion (higher = kept)."""
+    """Each masked layer's scores under the criterion (higher = kept), on the weights' device."""
     criterion = CRITERIA.get(criterion_name)
     return {
-        name: criterion.score(initial[name], final[name], alive, None if grads is None else grads[name])
+        name: criterion.score(initial[name], final[name], alive.to(final[name].device),
+                              None if grads is None else grads[name])
         for name, alive in mask.items()
     }
 

@@ -29,7 +29,7 @@ import torch
 
 from ticketlab.masks import Mask
 from ticketlab.masks.allocation import GlobalToDensity
-from ticketlab.masks.pipeline import GradientBatch, gradients_at, prune
+from ticketlab.masks.pipeline import GradientBatch, apply_mask_, gradients_at, prune
 from ticketlab.models import Network
 from ticketlab.seeds import derived_seed, generator
 from ticketlab.training import WeightConstraints, train
@@ -59,13 +59,11 @@ class SynFlowGradients:
 
     def __init__(self, model: Network, input_shape: tuple[int, ...]):
         self.model = copy.deepcopy(model).double()
-        self.input = torch.ones((1, *input_shape), dtype=torch.float64)
+        self.input = torch.ones((1, *input_shape), dtype=torch.float64, device=next(model.parameters()).device)
 
     def gradients(self, weights: dict, mask: Mask) -> dict[str, torch.Tensor]:
         self.model.load_state_dict({name: value.double().abs() for name, value in weights.items()})
-        with torch.no_grad():
-            for name, keep in mask.items():
-                self.model.get_parameter(name).mul_(keep)
+        apply_mask_(self.model, mask)
         self.model.zero_grad(set_to_none=True)
         self.model(self.input).sum().backward()
         return {name: self.model.get_parameter(name).grad.detach().clone() for name in mask}

@@ -37,10 +37,12 @@ class Planned:
 
 @dataclass
 class Problem:
-    """What a one-level method works with. `model` holds the seed's initial weights;
-    `params` is the spec's `[method]` section; `allocation` is the spec's one-shot pruning
-    allocation to `target` (the papers' layerwise rates, or global), for methods that prune
-    "like IMP would in one shot"."""
+    """What a one-level method works with. `model` holds the seed's initial weights, and it
+    and `dataset` are on the experiment's device: a method makes its tensors where the model
+    is, draws from seeded CPU generators, and gets its masks (`Mask`, on the CPU) through the
+    one pruning pipeline, which ranks scores there. `params` is the spec's `[method]` section;
+    `allocation` is the spec's one-shot pruning allocation to `target` (the papers' layerwise
+    rates, or global), for methods that prune "like IMP would in one shot"."""
 
     model: Network
     dataset: Dataset

@@ -96,7 +96,8 @@ class DynamicSparse(Method):
                                    update_fraction(step, end, p.update_fraction), moves)
             with torch.no_grad():
                 for name, fresh in grown.items():
-                    model.get_parameter(name)[fresh] = 0.0
+                    param = model.get_parameter(name)
+                    param[fresh.to(param.device)] = 0.0
             constraints.set_trainable_(new)
 
         result = train(model, problem.dataset, problem.schedule, seed=problem.seed, constraints=constraints,

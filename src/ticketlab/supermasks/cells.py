@@ -87,6 +87,7 @@ class CellTask:
     cell: Cell
     runs_dir: Path
     data_dir: Path | None
+    device: str | None = None  # where the cell trains and evaluates (resolved); not part of the cell's config
 
     @property
     def key(self) -> str:
@@ -105,22 +106,28 @@ class CellTask:
 
     def run(self, context: Context) -> dict:
         store = ResultsStore(self.runs_dir)
-        result, tensors = run_cell(self.cell, cell_data(self.cell.config, self.data_dir), store, context.show_progress)
+        result, tensors = run_cell(self.cell, cell_data(self.cell.config, self.data_dir), store, context.show_progress,
+                                   self.device)
         context.check()
         _store_cell(store, self.cell, result, tensors)
         return result
 
 
-def run_cell(cell: Cell, dataset: Dataset, store: ResultsStore, show_progress: bool = False) -> tuple[dict, dict]:
-    """Compute `cell` on `dataset`: its result and its tensors (nothing is written here)."""
+def run_cell(cell: Cell, dataset: Dataset, store: ResultsStore, show_progress: bool = False,
+             device: str | None = None) -> tuple[dict, dict]:
+    """Compute `cell` on `dataset` (the network and the data on `device`, a resolved name, when
+    given): its result and its tensors, on the CPU (nothing is written here)."""
     started = time.perf_counter()
     config = cell.config
     model = build_model(config["model"], dataset.input_shape, dataset.num_classes, seed=config["seed"])
+    if device is not None:
+        model.to(device)
+        dataset = dataset.to(device)
     steps = _iterations(config, dataset)
     with Progress(f"{cell.network} {cell.column}", steps, enabled=show_progress and steps > 0) as progress:
         result, tensors = _KINDS[config["kind"]](cell, model, dataset, store, progress)
     result |= dict(seconds=time.perf_counter() - started, config=config, code_version=ticketlab.__version__)
-    return result, tensors
+    return result, {name: value.detach().cpu() for name, value in tensors.items()}
 
 
 def _iterations(config: dict, dataset: Dataset) -> int:
@@ -142,8 +149,9 @@ def _trained(cell: Cell, model: Network, dataset: Dataset, store: ResultsStore, 
 
 def _init_mask(cell: Cell, model: Network, dataset: Dataset, store: ResultsStore, progress: Progress):
     config = cell.config
-    trained = load_tensors(cell_file(store.runs_dir, cell.needs[0]))
     initial = {name: value.clone() for name, value in model.state_dict().items()}
+    device = next(iter(initial.values())).device
+    trained = {name: value.to(device) for name, value in load_tensors(cell_file(store.runs_dir, cell.needs[0])).items()}
     masks = level_masks(model, config["model"], initial, trained, dataset, criterion=config["criterion"],
                         levels=config["levels"], seed=config["seed"])
     points = init_mask_curve(model, initial, masks, dataset, config["weights"])

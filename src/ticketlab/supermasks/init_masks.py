@@ -28,6 +28,7 @@ from ticketlab.models import Network, build_model, load_weights
 from ticketlab.schedules import paper_prune_rates, paper_training
 from ticketlab.supermasks.weights import WEIGHTS, frozen_weights
 from ticketlab.training import Progress, TrainSpec, evaluate, train
+from ticketlab.training.device import resolved_name
 
 PAPER_LEVELS = 25
 
@@ -71,7 +72,7 @@ def init_mask_curve(model: Network, initial: dict, masks: list[Mask], dataset: D
     for level, mask in enumerate(masks):
         model.load_state_dict(initial)
         for name, keep in mask.items():
-            model.get_parameter(name).copy_(values[name] * keep)
+            model.get_parameter(name).copy_(values[name] * keep.to(values[name].device))
         points.append(CurvePoint(level, mask.density, evaluate(model, dataset.test.x, dataset.test.y)[1]))
     return points
 
@@ -114,7 +115,7 @@ class InitMaskStudy:
 def init_mask_study(model_name: str, dataset: Dataset, *, criterion: str = "large_final_same_sign",
                     levels: int = PAPER_LEVELS, seed: int = 0, initial: str | Path | None = None,
                     trained: str | Path | None = None, iterations: int | None = None,
-                    show_progress: bool | None = None) -> InitMaskStudy:
+                    show_progress: bool | None = None, device: str | None = None) -> InitMaskStudy:
     """Zhou et al.'s (2019) init masks for `model_name` drawn from `seed`: score its weights by
     `criterion` from the initial and trained weights, build the one-shot masks of levels
     0..levels-1 and evaluate the untrained network under each, with the kept weights at
@@ -122,15 +123,22 @@ def init_mask_study(model_name: str, dataset: Dataset, *, criterion: str = "larg
 
     `initial` and `trained` are safetensors weight files (checked to fit `model`); without
     `initial` the model's own weights are the initial ones, without `trained` a copy is
-    trained first with the LTH paper's schedule (`iterations` replacing its length). Bad
-    arguments are refused before any training.
+    trained first with the LTH paper's schedule (`iterations` replacing its length). With
+    `device` (auto, cpu, cuda, cuda:N, mps) the network, its weights and the data move there
+    first; the masks are on the CPU. Bad arguments are refused before any training.
     """
     CRITERIA.get(criterion)  # unknown names list the valid ones
     if levels < 1:
         raise TicketlabError(f"levels must be at least 1, got {levels}")
+    device = resolved_name(device)
     model = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
     start = load_weights(model, initial) if initial else {n: v.clone() for n, v in model.state_dict().items()}
     final = load_weights(model, trained) if trained else None
+    if device is not None:
+        model.to(device)
+        dataset = dataset.to(device)
+        start = {n: v.to(device) for n, v in start.items()}
+        final = None if final is None else {n: v.to(device) for n, v in final.items()}
     trained_acc = trained_iterations = None
     if final is None:
         trained_iterations = iterations or paper_training(model_name).get("iterations", 50_000)

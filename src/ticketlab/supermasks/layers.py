@@ -77,7 +77,7 @@ def to_supermask(model: Network, mask_fn: MaskFn, score_init: ScoreInit, generat
         masked.weight = nn.Parameter(value.clone(), requires_grad=False)
         if layer.bias is not None:
             masked.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
-        masked.scores = nn.Parameter(score_init(value, generator))
+        masked.scores = nn.Parameter(score_init(value, generator).to(value.device))  # drawn on the CPU
         masked.mask_fn = mask_fn
         masked.dwr = dwr
         model.set_submodule(module_name, masked)

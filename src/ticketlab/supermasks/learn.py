@@ -23,6 +23,7 @@ from ticketlab.supermasks.masking import BernoulliMask
 from ticketlab.supermasks.spec import LEARNERS, SupermaskSpec
 from ticketlab.supermasks.weights import frozen_weights
 from ticketlab.training import Progress, TrainResult, evaluate, train
+from ticketlab.training.device import resolved_name
 
 
 @dataclass
@@ -40,12 +41,19 @@ class SupermaskResult:
 
 
 def learn_supermask(model: Network, dataset: Dataset, spec: SupermaskSpec, *, seed: int,
-                    evaluations: int = 10, progress: Progress | None = None) -> SupermaskResult:
+                    evaluations: int = 10, progress: Progress | None = None,
+                    device: str | None = None) -> SupermaskResult:
     """Turn `model` (at its initial weights) into a supermask network, in place, and learn its scores.
 
     `seed` fixes the scores' initial values, the mask samples and the batch order; the loop
-    evaluates on the validation and test splits about `evaluations` times.
+    evaluates on the validation and test splits about `evaluations` times. With `device`
+    (auto, cpu, cuda, cuda:N, mps) the model and the data move there first; scores and mask
+    samples are still drawn from the CPU generators, and the returned mask is on the CPU.
     """
+    if device is not None:
+        device = resolved_name(device)
+        model.to(device)
+        dataset = dataset.to(device)
     learner = LEARNERS.get(spec.learner)
     weights = frozen_weights(model, dict(model.named_parameters()), spec.weights)
     to_supermask(model, learner.make_mask_fn(spec, seed), learner.score_init, generator(seed, "scores"),
@@ -58,13 +66,16 @@ def learn_supermask(model: Network, dataset: Dataset, spec: SupermaskSpec, *, se
 
 
 def learn_new_supermask(model_name: str, dataset: Dataset, spec: SupermaskSpec, *, seed: int,
-                        evaluations: int = 10, show_progress: bool | None = None) -> SupermaskResult:
+                        evaluations: int = 10, show_progress: bool | None = None,
+                        device: str | None = None) -> SupermaskResult:
     """Draw `model_name` for `dataset` from `seed` and learn a supermask over its frozen
-    weights (`learn_supermask`); progress shows on a terminal unless `show_progress` says."""
+    weights (`learn_supermask`, on `device`); progress shows on a terminal unless `show_progress` says."""
+    device = resolved_name(device)
     model = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
     iterations = spec.train_spec(len(dataset.train), evaluations).iterations
     with Progress(f"{spec.learner}/{dataset.name}", iterations, enabled=show_progress) as progress:
-        return learn_supermask(model, dataset, spec, seed=seed, evaluations=evaluations, progress=progress)
+        return learn_supermask(model, dataset, spec, seed=seed, evaluations=evaluations, progress=progress,
+                               device=device)
 
 
 def evaluate_supermask(model: Network, split: Split, samples: int, seed: int) -> tuple[list[float], float]:

@@ -83,8 +83,10 @@ class TopKMask:
 
 
 def sample(p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """A 0/1 draw from Bernoulli(p): uniform < p, several times faster than `torch.bernoulli`."""
-    return (torch.rand(p.shape, generator=generator, dtype=p.dtype) < p).to(p.dtype)
+    """A 0/1 draw from Bernoulli(p): uniform < p, several times faster than `torch.bernoulli`.
+    The uniforms come from the CPU `generator` and move to `p`'s device, so a run on a GPU
+    samples the same masks as on the CPU."""
+    return (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) < p).to(p.dtype)
 
 
 def kept_count(size: int, density: float) -> int:

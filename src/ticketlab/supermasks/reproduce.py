@@ -20,6 +20,7 @@ from ticketlab.errors import DataError, TicketlabError
 from ticketlab.store import ResultsStore
 from ticketlab.supermasks.cells import STUDY, CellTask, import_legacy_cells, load_result
 from ticketlab.supermasks.zhou2019 import Cell, Plan
+from ticketlab.training.device import resolved_name
 
 CellReport = Callable[[Cell, dict], None]
 STAND_IN = "cifar10-jpeg"
@@ -65,19 +66,23 @@ def print_cell(cell: Cell, result: dict) -> None:
 
 def reproduce(plan: Plan, runs_dir: str | Path, *, data_dir: str | Path | None = None, jobs: int = 1,
               executor: str = "local", address: str | None = None, report: CellReport | None = print_cell,
-              show_progress: bool = False, legacy_dirs: tuple[Path, ...] = ()) -> Reproduction:
+              show_progress: bool = False, legacy_dirs: tuple[Path, ...] = (),
+              device: str | None = None) -> Reproduction:
     """Run (or resume) every cell of `plan` through the engine, storing them in the results
-    store under `runs_dir` (cells an older version left under `legacy_dirs` are imported)."""
+    store under `runs_dir` (cells an older version left under `legacy_dirs` are imported).
+    Cells train on `device` (auto, cpu, cuda, cuda:N, mps; not part of a cell's config, so
+    cells finished on one device are reused on another)."""
     runs_dir = Path(runs_dir)
     data_dir = Path(data_dir) if data_dir else None
     if jobs < 1:
         raise TicketlabError(f"jobs must be at least 1, got {jobs}")
+    device = resolved_name(device)
     datasets, notes = choose_datasets(plan, data_dir)
     cells = plan.cells(datasets)
     store = ResultsStore(runs_dir)
     import_legacy_cells(store, cells, [runs_dir / STUDY, *legacy_dirs])
     on_done = None if report is None else (lambda task, result: report(task.cell, result))
-    run_tasks([CellTask(cell, runs_dir, data_dir) for cell in cells], executor=executor, jobs=jobs,
-              address=address, on_done=on_done, show_progress=show_progress)
+    run_tasks([CellTask(cell, runs_dir, data_dir, device) for cell in cells], executor=executor, jobs=jobs,
+              address=address, on_done=on_done, show_progress=show_progress, device=device)
     results = {cell.id: result for cell in cells if (result := load_result(store, cell)) is not None}
     return Reproduction(plan, datasets, notes, cells, results)

@@ -34,7 +34,7 @@ class WeightConstraints:
         self._entries: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor | None]] = []
         for name, keep in trainable.items():
             param = params[name]
-            keep_float = keep.to(param.dtype)
+            keep_float = keep.to(param.device, param.dtype)
             held = held_values.get(name)
             if held is not None:
                 if held.shape != param.shape:
@@ -42,7 +42,7 @@ class WeightConstraints:
                         f"held values for {name!r} have shape {tuple(held.shape)}, "
                         f"expected {tuple(param.shape)}"
                     )
-                held = (held.detach().to(param.dtype) * (1 - keep_float)).contiguous()
+                held = (held.detach().to(param.device, param.dtype) * (1 - keep_float)).contiguous()
                 if not held.any():
                     held = None
             self._entries.append((param, keep_float, held))
@@ -96,6 +96,6 @@ class WeightConstraints:
         if list(trainable.keys()) != list(self.trainable.keys()):
             raise TicketlabError("a new mask must cover the same weights as the old one")
         self.trainable = trainable
-        self._entries = [(param, trainable[name].to(param.dtype), None)
+        self._entries = [(param, trainable[name].to(param.device, param.dtype), None)
                          for (param, _, _), name in zip(self._entries, trainable.keys())]
         self.apply_()

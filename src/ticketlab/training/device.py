@@ -38,3 +38,9 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise TicketlabError(f"device {name!r}: MPS is not available here; use --device cpu or auto")
     return device
+
+
+def resolved_name(name: str | None) -> str | None:
+    """`resolve_device(name)` as a string ("auto" becomes the device it picks), None for None:
+    what library entry points that take a `device` keep and pass on."""
+    return None if name is None else str(resolve_device(name))
