@@ -110,3 +110,33 @@ def test_a_compile_error_is_reported_not_raised(tmp_path, monkeypatch):
     lines = result.stdout.splitlines()
     assert lines[0] == "False" and "could not compile csr.c: error: this compiler is broken" in lines[1]
     assert not list((tmp_path / "cache").glob("*"))  # no half-written library left behind
+
+
+@native
+@pytest.mark.parametrize("batch", [1, 6, 32, 70])
+def test_a_chain_equals_its_layers_one_by_one(batch):
+    # 20 -> 15 -> 9 -> 4 with ReLU after the first two; 70 = two blocks of 32 and a tail of 6
+    weights = [random_weight(15, 20, 0.3, 1), random_weight(9, 15, 0.3, 2), random_weight(4, 9, 0.5, 3)]
+    biases = [torch.randn(15), torch.randn(9), None]
+    layers = [(*csr_of(w), b, relu) for w, b, relu in zip(weights, biases, (True, True, False))]
+    chain = kernels.CsrChain(layers)
+    x = torch.randn(batch, 20)
+    expected = x
+    for weight, bias, (_, _, _, relu) in zip(weights, biases, layers):
+        expected = expected @ weight.t() + (0 if bias is None else bias)
+        expected = torch.relu(expected) if relu else expected
+    torch.testing.assert_close(chain(x), expected)
+    h_t = kernels.transpose(x)
+    for csr, values, bias, relu in layers:  # the per-layer kernel, summing in the same order
+        h_t = csr.mm(values, h_t, bias, relu)
+    assert torch.equal(chain(x), h_t.t())
+
+
+@native
+def test_a_chain_refuses_layers_that_do_not_fit():
+    first, second = csr_of(random_weight(5, 8, 0.5)), csr_of(random_weight(3, 6, 0.5))
+    with pytest.raises(ValueError, match="layer 1 reads 6 features, the one before gives 5"):
+        kernels.CsrChain([(*first, None, True), (*second, None, False)])
+    chain = kernels.CsrChain([(*first, None, False)])
+    with pytest.raises(ValueError, match=r"contiguous \(batch, 8\) float32"):
+        chain(torch.randn(4, 7))

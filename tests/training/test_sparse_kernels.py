@@ -152,16 +152,18 @@ def test_native_kernels_and_torch_kernels_give_the_same_step():
     structure = _CsrStructure(keep).to("cpu")
     assert structure.native is not None
     values = torch.randn(int(keep.sum()), generator=g)
+    bias = torch.randn(40, generator=g)
     x = torch.randn(13, 70, generator=g)
     results = []
     for native in (structure.native, None):
         structure.native = native
-        v, inp = values.clone().requires_grad_(), x.clone().requires_grad_()
-        out = _SparseLinearFunction.apply(v, inp, structure)
+        v, b, inp = values.clone().requires_grad_(), bias.clone().requires_grad_(), x.clone().requires_grad_()
+        out = _SparseLinearFunction.apply(v, b, inp, structure)
         (out * torch.arange(40.0)).sum().backward()
-        results.append((out, v.grad, inp.grad))
+        results.append((out, v.grad, b.grad, inp.grad))
     for a, b in zip(*results):  # the same sums in another order: equal to float32 rounding
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     dense = torch.zeros(40, 70)
     dense[keep] = values
-    torch.testing.assert_close(results[0][0], x @ dense.t())
+    torch.testing.assert_close(results[0][0], x @ dense.t() + bias)
+    torch.testing.assert_close(results[0][2], 13 * torch.arange(40.0))  # dL/db = sum over the batch

@@ -24,7 +24,7 @@ static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 static inline v8 relu8(v8 v) { v8 z = {0}; return (v8)((vi8)v & ~(v < z)); }
 static inline float relu1(float v) { return v < 0.f ? 0.f : v; }
 
-/* The last batch % 8 columns, four at a time then one, in scalar code: left to itself the
+/* Batches under 8, four columns at a time then one, in scalar code: left to itself the
  * compiler vectorizes the inner loop over k with gathers, three times slower here. */
 #if defined(__clang__)
 #define SCALAR_LOOP _Pragma("clang loop vectorize(disable)")
@@ -63,34 +63,49 @@ static void csr_mm_columns(const int32_t *crow, const int32_t *col, const float 
 
 #define BLOCK 32  /* batch columns per pass: four 8-wide accumulators held in registers */
 
+static inline void block32(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
+                           const float *xt, int64_t r, int64_t batch, int64_t j, int relu, float *y) {
+    v8 b = {0}; b += bias ? bias[r] : 0.f;
+    v8 a0 = b, a1 = b, a2 = b, a3 = b;
+    for (int32_t k = crow[r]; k < crow[r + 1]; k++) {
+        const float *x = xt + (int64_t)col[k] * batch + j;
+        const float v = val[k];
+        a0 += v * load8(x); a1 += v * load8(x + 8); a2 += v * load8(x + 16); a3 += v * load8(x + 24);
+    }
+    if (relu) { a0 = relu8(a0); a1 = relu8(a1); a2 = relu8(a2); a3 = relu8(a3); }
+    float *out = y + r * batch + j;
+    store8(out, a0); store8(out + 8, a1); store8(out + 16, a2); store8(out + 24, a3);
+}
+
+static inline void block8(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
+                          const float *xt, int64_t r, int64_t batch, int64_t j, int relu, float *y) {
+    v8 a = {0}; a += bias ? bias[r] : 0.f;
+    for (int32_t k = crow[r]; k < crow[r + 1]; k++) a += val[k] * load8(xt + (int64_t)col[k] * batch + j);
+    store8(y + r * batch + j, relu ? relu8(a) : a);
+}
+
 /* y (n_out x batch) = W xt + bias (bias may be NULL); with relu, max(., 0) on the way out.
- * W: CSR (crow[n_out + 1], col[nnz], val[nnz]); xt: (n_in x batch), contiguous. */
+ * W: CSR (crow[n_out + 1], col[nnz], val[nnz]); xt: (n_in x batch), contiguous. Blocks of
+ * 32 columns (8 below a batch of 32); a batch that is not a multiple ends with one block
+ * flush with its end, overlapping the one before: the overlapped columns are computed again
+ * in the same order, so they are written with the values they already hold. */
 void tl_csr_mm(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
                const float *xt, int64_t n_out, int64_t batch, int relu, float *y) {
-    int64_t j = 0;
-    for (int64_t r = 0; r < n_out; r++) {  /* a row of W at a time: its rows of xt stay in L1 */
-        for (j = 0; j + BLOCK <= batch; j += BLOCK) {
-            v8 b = {0}; b += bias ? bias[r] : 0.f;
-            v8 a0 = b, a1 = b, a2 = b, a3 = b;
-            for (int32_t k = crow[r]; k < crow[r + 1]; k++) {
-                const float *x = xt + (int64_t)col[k] * batch + j;
-                const float v = val[k];
-                a0 += v * load8(x); a1 += v * load8(x + 8); a2 += v * load8(x + 16); a3 += v * load8(x + 24);
-            }
-            if (relu) { a0 = relu8(a0); a1 = relu8(a1); a2 = relu8(a2); a3 = relu8(a3); }
-            float *out = y + r * batch + j;
-            store8(out, a0); store8(out + 8, a1); store8(out + 16, a2); store8(out + 24, a3);
+    if (batch >= BLOCK) {
+        for (int64_t r = 0; r < n_out; r++) {  /* a row of W at a time: its rows of xt stay in L1 */
+            int64_t j = 0;
+            for (; j + BLOCK <= batch; j += BLOCK) block32(crow, col, val, bias, xt, r, batch, j, relu, y);
+            if (j < batch) block32(crow, col, val, bias, xt, r, batch, batch - BLOCK, relu, y);
         }
-    }
-    for (; j + 8 <= batch; j += 8) {
+    } else if (batch >= 8) {
         for (int64_t r = 0; r < n_out; r++) {
-            v8 a = {0}; a += bias ? bias[r] : 0.f;
-            for (int32_t k = crow[r]; k < crow[r + 1]; k++)
-                a += val[k] * load8(xt + (int64_t)col[k] * batch + j);
-            store8(y + r * batch + j, relu ? relu8(a) : a);
+            int64_t j = 0;
+            for (; j + 8 <= batch; j += 8) block8(crow, col, val, bias, xt, r, batch, j, relu, y);
+            if (j < batch) block8(crow, col, val, bias, xt, r, batch, batch - 8, relu, y);
         }
+    } else {
+        csr_mm_columns(crow, col, val, bias, xt, n_out, batch, 0, relu, y);
     }
-    if (j < batch) csr_mm_columns(crow, col, val, bias, xt, n_out, batch, j, relu, y);
 }
 
 /* out[k] = sum over the batch of gyt[r, :] * xt[col[k], :] for each kept (r, col[k]): the
