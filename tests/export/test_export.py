@@ -54,6 +54,19 @@ def test_masked_formats_keep_the_mask_and_the_compact_network_is_smaller(run, tm
     assert linears[-1].out_features == 10
 
 
+def test_a_sparse_file_loads_as_the_runtime_network(run, tmp_path):
+    from ticketlab.export.runtime import FastNetwork
+
+    runs_dir, run_id, dataset = run
+    export(runs_dir, run_id, SPARSEST, "sparse", tmp_path / "t")
+    loaded = load_exported(tmp_path / "t").module
+    assert isinstance(loaded, FastNetwork)
+    ticket = load_ticket(runs_dir, run_id, SPARSEST)
+    x = dataset.test.x[:70]  # two blocks of 32 and a tail of the native chain
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ticket.model.eval()(x), rtol=0, atol=1e-5)
+
+
 def test_torch_prune_layout_both_ways():
     model = build_model("lenet_300_100", (1, 8, 8), 10, seed=0)
     g = torch.Generator().manual_seed(0)

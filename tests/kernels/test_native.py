@@ -140,3 +140,13 @@ def test_a_chain_refuses_layers_that_do_not_fit():
     chain = kernels.CsrChain([(*first, None, False)])
     with pytest.raises(ValueError, match=r"contiguous \(batch, 8\) float32"):
         chain(torch.randn(4, 7))
+
+
+@native
+def test_relu_backward_matches_torch():
+    y = torch.tensor([[1.0, 0.0, -2.0], [float("nan"), 3.0, -0.0]])
+    grad = torch.tensor([[5.0, 6.0, 7.0], [8.0, 9.0, 10.0]])
+    leaf = y.clone().requires_grad_()
+    torch.relu(leaf).backward(grad)
+    assert torch.equal(leaf.grad, torch.tensor([[5.0, 0.0, 0.0], [8.0, 9.0, 0.0]]))  # torch: NaN passes
+    assert torch.equal(kernels.relu_backward(grad, torch.relu(y)), leaf.grad)

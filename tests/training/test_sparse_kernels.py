@@ -158,7 +158,7 @@ def test_native_kernels_and_torch_kernels_give_the_same_step():
     for native in (structure.native, None):
         structure.native = native
         v, b, inp = values.clone().requires_grad_(), bias.clone().requires_grad_(), x.clone().requires_grad_()
-        out = _SparseLinearFunction.apply(v, b, inp, structure)
+        out = _SparseLinearFunction.apply(v, b, inp, structure, False)
         (out * torch.arange(40.0)).sum().backward()
         results.append((out, v.grad, b.grad, inp.grad))
     for a, b in zip(*results):  # the same sums in another order: equal to float32 rounding
@@ -167,3 +167,31 @@ def test_native_kernels_and_torch_kernels_give_the_same_step():
     dense[keep] = values
     torch.testing.assert_close(results[0][0], x @ dense.t() + bias)
     torch.testing.assert_close(results[0][2], 13 * torch.arange(40.0))  # dL/db = sum over the batch
+
+
+def test_the_relu_after_a_sparse_layer_is_folded_in_and_restored():
+    from ticketlab.training.sparse_kernels import _following_relu
+
+    shared = nn.ReLU()
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), shared, nn.Linear(4, 4), shared,
+                          nn.Linear(4, 3))
+    assert _following_relu(model, "0") is model[1]
+    assert _following_relu(model, "2") is None  # the same ReLU object also follows layer 4
+    assert _following_relu(model, "6") is None  # nothing after it
+    keep = {f"{i}.weight": torch.rand(model[i].weight.shape, generator=torch.Generator().manual_seed(i)) < 0.6
+            for i in (0, 2, 4, 6)}
+    constraints = WeightConstraints(model, Mask(keep))
+    constraints.apply_()
+    x = torch.randn(9, 6)
+    expected = model(x)
+    expected.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if n.endswith("bias")}
+    model.zero_grad()
+    with sparse_layers(model, constraints, list(keep)):
+        out = model(x)
+        out.sum().backward()
+    torch.testing.assert_close(out, expected)
+    for name, grad in grads.items():
+        torch.testing.assert_close(model.get_parameter(name).grad, grad)
+    assert "forward" not in vars(model[1])  # the folded ReLU is itself again
+    torch.testing.assert_close(model(x), expected)

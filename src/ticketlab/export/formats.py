@@ -190,10 +190,20 @@ class Compact(Format):
 
 class Sparse(Compact):
     name = "sparse"
-    help = "the compact network with every layer's weight in CSR (crow/col/values), run on torch sparse kernels"
+    help = ("the compact network with every layer's weight in CSR (crow/col/values), run as the runtime's "
+            "FastNetwork (native CSR kernels where built, else torch's)")
 
     def network(self, ticket):
         return sparsify(compact(ticket.model, ticket.dataset.input_shape))
+
+    def load(self, path, metadata, tensors):
+        """The stored layers as a `FastNetwork` (same children, same state-dict keys): runs of CSR
+        layers go through one native call each."""
+        from ticketlab.export.runtime import FastNetwork
+
+        exported = super().load(path, metadata, tensors)
+        exported.module = FastNetwork(*exported.module.children())
+        return exported
 
 
 class Onnx(Format):

@@ -82,6 +82,7 @@ _SIGNATURES = {
     "tl_csr_mm": [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p],
     "tl_sddmm": [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p],
     "tl_transpose": [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p],
+    "tl_relu_backward": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p],
     "tl_csr_chain": [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                      ctypes.c_void_p],
 }
@@ -193,6 +194,19 @@ def transpose(x: torch.Tensor) -> torch.Tensor:
     rows, cols = x.shape
     out = torch.empty(cols, rows)
     library().tl_transpose(x.data_ptr(), rows, cols, out.data_ptr())
+    return out
+
+
+def relu_backward(grad: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """The gradient through a ReLU: `grad` where `output` (the ReLU's) is positive, else 0 (a
+    NaN output passes it, as in torch). One pass, where torch's `masked_fill(output <= 0, 0)`
+    takes two and a temporary mask."""
+    _check("grad", grad, torch.float32, grad.dim())
+    _check("output", output, torch.float32, output.dim())
+    if grad.shape != output.shape:
+        raise ValueError(f"native kernels: gradient {tuple(grad.shape)} against output {tuple(output.shape)}")
+    out = torch.empty_like(grad)
+    library().tl_relu_backward(grad.data_ptr(), output.data_ptr(), grad.numel(), out.data_ptr())
     return out
 
 

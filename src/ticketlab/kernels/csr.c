@@ -132,6 +132,12 @@ void tl_sddmm(const int32_t *crow, const int32_t *col, const float *gyt, const f
     }
 }
 
+/* out = grad where y > 0, else 0 (y <= 0, as torch's ReLU backward: a NaN output passes the
+ * gradient), over n elements: the gradient through a ReLU folded into a CSR layer. */
+void tl_relu_backward(const float *grad, const float *y, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = y[i] <= 0.f ? 0.f : grad[i];
+}
+
 /* out[j * ldo + i] = x[i * ldx + j] for i < rows, j < cols: 8x8 blocks transposed in
  * registers (GCC 12+ and Clang have __builtin_shufflevector), the edges element by element. */
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)

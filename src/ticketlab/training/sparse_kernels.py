@@ -82,28 +82,35 @@ def _pointers(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:
 
 
 class _SparseLinearFunction(torch.autograd.Function):
-    """y = x W^T + b for W = CSR(values), the bias added inside the product (one autograd node
-    fewer: each costs tens of µs of a LeNet step here); gradients for values (sampled), bias
-    and input."""
+    """y = x W^T + b for W = CSR(values), or relu(x W^T + b) with `relu`: the bias and the
+    ReLU that follows the layer inside one autograd node (each node costs tens of µs of a
+    LeNet step here); gradients for values (sampled), bias and input."""
 
     @staticmethod
     def forward(ctx, values: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor,
-                structure: _CsrStructure) -> torch.Tensor:
+                structure: _CsrStructure, relu: bool) -> torch.Tensor:
         native = structure.native is not None and x.dtype == torch.float32 and values.dtype == torch.float32
         x_t = _transposed(x, native)  # free when x is itself a transposed view, as this layer's output is
-        ctx.save_for_backward(values, x_t)
-        ctx.structure, ctx.native = structure, native
         # (W x^T + b)^T: returned as a transposed view, so the next sparse layer's x^T costs no copy
         if native:
-            return structure.native.mm(values, x_t, bias).t()
-        y_t = torch.sparse.mm(structure.matrix(values), x_t)
-        return (y_t if bias is None else y_t.add_(bias[:, None])).t()
+            y_t = structure.native.mm(values, x_t, bias, relu)
+        else:
+            y_t = torch.sparse.mm(structure.matrix(values), x_t)
+            if bias is not None:
+                y_t.add_(bias[:, None])
+            if relu:
+                y_t.relu_()
+        ctx.save_for_backward(values, x_t, y_t if relu else None)
+        ctx.structure, ctx.native, ctx.relu = structure, native, relu
+        return y_t.t()
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        values, x_t = ctx.saved_tensors
+        values, x_t, y_t = ctx.saved_tensors
         structure, native = ctx.structure, ctx.native and grad_out.dtype == torch.float32
         grad_t = _transposed(grad_out, native)
+        if ctx.relu:  # torch's ReLU gradient: passed where the output is positive
+            grad_t = kernels.relu_backward(grad_t, y_t) if native else grad_t.masked_fill(y_t <= 0, 0.0)
         grad_values = grad_bias = grad_x = None
         if ctx.needs_input_grad[0]:
             if native:
@@ -118,7 +125,7 @@ class _SparseLinearFunction(torch.autograd.Function):
                 grad_x = structure.native_t.mm(values[structure.to_transposed], grad_t).t()
             else:
                 grad_x = torch.sparse.mm(structure.transposed(values), grad_t).t()
-        return grad_values, grad_bias, grad_x, None
+        return grad_values, grad_bias, grad_x, None, None
 
 
 def _transposed(x: torch.Tensor, native: bool) -> torch.Tensor:
@@ -132,11 +139,32 @@ def _transposed(x: torch.Tensor, native: bool) -> torch.Tensor:
     return t.contiguous()
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _following_relu(model: nn.Module, name: str) -> nn.ReLU | None:
+    """The nn.ReLU right after module `name` in its parent, when the parent is an nn.Sequential
+    (whose children each feed only the next, so the ReLU sees the layer's output and nothing
+    else does): it can be folded into the sparse layer. None otherwise."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if type(parent).forward is not nn.Sequential.forward:
+        return None
+    children = list(parent.named_children())
+    index = next(i for i, (n, _) in enumerate(children) if n == child)
+    following = children[index + 1][1] if index + 1 < len(children) else None
+    if type(following) is not nn.ReLU:
+        return None
+    uses = sum(1 for module in model.modules(remove_duplicate=False) if module is following)
+    return following if uses == 1 else None  # a ReLU shared with other layers must keep working
+
+
 class _SparseLinear:
     """One nn.Linear switched to sparse kernels for the duration of `sparse_layers`."""
 
-    def __init__(self, module: nn.Linear, keep: torch.Tensor):
-        self.module = module
+    def __init__(self, module: nn.Linear, keep: torch.Tensor, relu: nn.ReLU | None = None):
+        self.module, self.relu = module, relu  # relu: the ReLU module right after it, folded in
         self.structure = _CsrStructure(keep.to(torch.bool).cpu()).to(module.weight.device)
         with torch.no_grad():
             values = module.weight[self.structure.rows, self.structure.cols].clone()
@@ -147,13 +175,17 @@ class _SparseLinear:
         module.weight.requires_grad_(False)
         module.register_parameter("sparse_values", values)
 
+        relu = self.relu is not None
+
         def forward(x: torch.Tensor) -> torch.Tensor:
             if x.dim() == 2:
-                return _SparseLinearFunction.apply(values, module.bias, x, structure)
-            y = _SparseLinearFunction.apply(values, module.bias, x.reshape(-1, x.shape[-1]), structure)
+                return _SparseLinearFunction.apply(values, module.bias, x, structure, relu)
+            y = _SparseLinearFunction.apply(values, module.bias, x.reshape(-1, x.shape[-1]), structure, relu)
             return y.reshape(*x.shape[:-1], y.shape[-1])
 
         module.forward = forward
+        if relu:
+            self.relu.forward = _identity  # its work is done inside the layer
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -165,6 +197,8 @@ class _SparseLinear:
         self.write_back()
         module = self.module
         del module.forward  # back to nn.Linear.forward
+        if self.relu is not None:
+            del self.relu.forward
         del module._parameters["sparse_values"]
         module.weight.requires_grad_(True)
 
@@ -265,7 +299,8 @@ def sparse_layers(model: nn.Module, constraints, names: list[str]) -> Iterator[S
         module = modules.get(name.rpartition(".")[0])
         if not isinstance(module, nn.Linear) or name not in masks:
             raise TicketlabError(f"sparse training: {name!r} is not a masked nn.Linear weight")
-        switched.append(_SparseLinear(module, masks[name]))
+        module_name = name.rpartition(".")[0]
+        switched.append(_SparseLinear(module, masks[name], _following_relu(model, module_name)))
     for layer in switched:
         layer.install()
     try:
