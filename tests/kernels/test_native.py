@@ -143,10 +143,23 @@ def test_a_chain_refuses_layers_that_do_not_fit():
 
 
 @native
-def test_relu_backward_matches_torch():
+def test_the_gradient_through_a_relu_and_the_row_sums_match_torch():
     y = torch.tensor([[1.0, 0.0, -2.0], [float("nan"), 3.0, -0.0]])
     grad = torch.tensor([[5.0, 6.0, 7.0], [8.0, 9.0, 10.0]])
     leaf = y.clone().requires_grad_()
     torch.relu(leaf).backward(grad)
     assert torch.equal(leaf.grad, torch.tensor([[5.0, 0.0, 0.0], [8.0, 9.0, 0.0]]))  # torch: NaN passes
-    assert torch.equal(kernels.relu_backward(grad, torch.relu(y)), leaf.grad)
+    through, sums = kernels.grad_rows(grad, torch.relu(y), sums=True)
+    assert torch.equal(through, leaf.grad)
+    assert torch.equal(sums, torch.tensor([5.0, 17.0]))
+    same, sums = kernels.grad_rows(grad, None, sums=True)
+    assert same is grad and torch.equal(sums, torch.tensor([18.0, 27.0]))
+
+
+@native
+@pytest.mark.parametrize("batch", [1, 7, 8, 60])
+def test_the_input_gradient_from_w_own_pattern(batch):
+    weight = random_weight(30, 45, 0.1, 4)
+    csr, values = csr_of(weight)
+    grad_t = torch.randn(30, batch)
+    torch.testing.assert_close(csr.mm_t(values, grad_t), weight.t() @ grad_t)

@@ -82,7 +82,9 @@ _SIGNATURES = {
     "tl_csr_mm": [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p],
     "tl_sddmm": [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p],
     "tl_transpose": [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p],
-    "tl_relu_backward": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p],
+    "tl_grad_rows": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                     ctypes.c_void_p],
+    "tl_csr_mm_t": [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_void_p],
     "tl_csr_chain": [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                      ctypes.c_void_p],
 }
@@ -187,6 +189,17 @@ class Csr:
                            grad_t.shape[1], out.data_ptr())
         return out
 
+    def mm_t(self, values: torch.Tensor, grad_t: torch.Tensor) -> torch.Tensor:
+        """W^T grad_t as a (cols, batch) tensor, for grad_t (rows, batch): the input's gradient,
+        from W's own pattern (each input gradient summed over W's rows in order)."""
+        self._activations("grad_t", grad_t, self.rows)
+        if values.numel() != self.nnz:
+            raise ValueError(f"native kernels: {values.numel()} values for a pattern with {self.nnz} non-zeros")
+        out = torch.empty(self.cols, grad_t.shape[1])
+        self._lib.tl_csr_mm_t(self._crow_ptr, self._col_ptr, values.data_ptr(), grad_t.data_ptr(), self.rows,
+                              self.cols, grad_t.shape[1], out.data_ptr())
+        return out
+
 
 def transpose(x: torch.Tensor) -> torch.Tensor:
     """x^T as a contiguous tensor (blocked copy; torch's `x.t().contiguous()` took ~2x as long here)."""
@@ -197,17 +210,23 @@ def transpose(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def relu_backward(grad: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """The gradient through a ReLU: `grad` where `output` (the ReLU's) is positive, else 0 (a
-    NaN output passes it, as in torch). One pass, where torch's `masked_fill(output <= 0, 0)`
-    takes two and a temporary mask."""
-    _check("grad", grad, torch.float32, grad.dim())
-    _check("output", output, torch.float32, output.dim())
-    if grad.shape != output.shape:
-        raise ValueError(f"native kernels: gradient {tuple(grad.shape)} against output {tuple(output.shape)}")
-    out = torch.empty_like(grad)
-    library().tl_relu_backward(grad.data_ptr(), output.data_ptr(), grad.numel(), out.data_ptr())
-    return out
+def grad_rows(grad_t: torch.Tensor, output_t: torch.Tensor | None, sums: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the gradient through a ReLU whose output is `output_t`: `grad_t` where the output is
+    positive, else 0, a NaN output passing it as in torch; `grad_t` itself without
+    `output_t`), and with `sums` each row's sum over the batch (a bias gradient), in one pass.
+    Both (rows, batch)."""
+    _check("grad_t", grad_t, torch.float32, 2)
+    if output_t is not None:
+        _check("output_t", output_t, torch.float32, 2)
+        if output_t.shape != grad_t.shape:
+            raise ValueError(f"native kernels: gradient {tuple(grad_t.shape)} against output {tuple(output_t.shape)}")
+    rows, batch = grad_t.shape
+    out = torch.empty_like(grad_t) if output_t is not None else grad_t
+    row_sums = torch.empty(rows) if sums else None
+    if output_t is not None or sums:
+        library().tl_grad_rows(grad_t.data_ptr(), None if output_t is None else output_t.data_ptr(), rows, batch,
+                               out.data_ptr(), None if row_sums is None else row_sums.data_ptr())
+    return out, row_sums
 
 
 class CsrChain:

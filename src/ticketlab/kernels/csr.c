@@ -108,34 +108,74 @@ void tl_csr_mm(const int32_t *crow, const int32_t *col, const float *val, const 
     }
 }
 
+static inline float finish_dot(v8 a, const float *g, const float *x, int64_t j, int64_t batch) {
+    float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; j < batch; j++) s += g[j] * x[j];
+    return s;
+}
+
 /* out[k] = sum over the batch of gyt[r, :] * xt[col[k], :] for each kept (r, col[k]): the
  * gradient of the kept weights, (dL/dy)^T x sampled at W's non-zeros. gyt: (n_out x batch),
- * xt: (n_in x batch), both contiguous. */
+ * xt: (n_in x batch), both contiguous. Two kept weights of a row at a time share the loads of
+ * gyt's row; each dot product is summed in the same order either way. */
 void tl_sddmm(const int32_t *crow, const int32_t *col, const float *gyt, const float *xt,
               int64_t n_out, int64_t batch, float *out) {
     for (int64_t r = 0; r < n_out; r++) {
         const float *g = gyt + r * batch;
-        for (int32_t k = crow[r]; k < crow[r + 1]; k++) {
-            const float *x = xt + (int64_t)col[k] * batch;
+        int32_t k = crow[r];
+        for (; k + 2 <= crow[r + 1]; k += 2) {
+            const float *x0 = xt + (int64_t)col[k] * batch, *x1 = xt + (int64_t)col[k + 1] * batch;
             v8 a0 = {0}, a1 = {0};
             int64_t j = 0;
-            for (; j + 16 <= batch; j += 16) {
-                a0 += load8(g + j) * load8(x + j);
-                a1 += load8(g + j + 8) * load8(x + j + 8);
+            for (; j + 8 <= batch; j += 8) {
+                const v8 gj = load8(g + j);
+                a0 += gj * load8(x0 + j);
+                a1 += gj * load8(x1 + j);
             }
-            for (; j + 8 <= batch; j += 8) a0 += load8(g + j) * load8(x + j);
-            v8 a = a0 + a1;
-            float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-            for (; j < batch; j++) s += g[j] * x[j];
-            out[k] = s;
+            out[k] = finish_dot(a0, g, x0, j, batch);
+            out[k + 1] = finish_dot(a1, g, x1, j, batch);
+        }
+        if (k < crow[r + 1]) {
+            const float *x0 = xt + (int64_t)col[k] * batch;
+            v8 a0 = {0};
+            int64_t j = 0;
+            for (; j + 8 <= batch; j += 8) a0 += load8(g + j) * load8(x0 + j);
+            out[k] = finish_dot(a0, g, x0, j, batch);
         }
     }
 }
 
-/* out = grad where y > 0, else 0 (y <= 0, as torch's ReLU backward: a NaN output passes the
- * gradient), over n elements: the gradient through a ReLU folded into a CSR layer. */
-void tl_relu_backward(const float *grad, const float *y, int64_t n, float *out) {
-    for (int64_t i = 0; i < n; i++) out[i] = y[i] <= 0.f ? 0.f : grad[i];
+/* The output gradient's last steps in one pass over gyt (rows x batch): with y (the layer's
+ * ReLU'd output) the gradient through that ReLU into `out` (0 where y <= 0, as torch: a NaN
+ * output passes it); with `sums`, each row's sum over the batch (the bias gradient). */
+void tl_grad_rows(const float *gyt, const float *y, int64_t rows, int64_t batch, float *out, float *sums) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *g = gyt + r * batch;
+        float s = 0.f;
+        for (int64_t j = 0; j < batch; j++) {
+            const float v = y && y[r * batch + j] <= 0.f ? 0.f : g[j];
+            if (y) out[r * batch + j] = v;
+            s += v;
+        }
+        if (sums) sums[r] = s;
+    }
+}
+
+/* gxt (n_in x batch) = W^T gyt for W in CSR and gyt (n_out x batch): each kept weight adds
+ * its row of gyt, scaled, into one row of gxt (the input's gradient without W^T's pattern). */
+void tl_csr_mm_t(const int32_t *crow, const int32_t *col, const float *val, const float *gyt,
+                 int64_t n_out, int64_t n_in, int64_t batch, float *gxt) {
+    memset(gxt, 0, sizeof(float) * n_in * batch);
+    for (int64_t r = 0; r < n_out; r++) {
+        const float *g = gyt + r * batch;
+        for (int32_t k = crow[r]; k < crow[r + 1]; k++) {
+            float *o = gxt + (int64_t)col[k] * batch;
+            const float v = val[k];
+            int64_t j = 0;
+            for (; j + 8 <= batch; j += 8) store8(o + j, load8(o + j) + v * load8(g + j));
+            for (; j < batch; j++) o[j] += v * g[j];
+        }
+    }
 }
 
 /* out[j * ldo + i] = x[i * ldx + j] for i < rows, j < cols: 8x8 blocks transposed in

@@ -58,15 +58,14 @@ class _CsrStructure:
         self.to_transposed = torch.argsort(cols * out_features + rows)  # CSC order of W = CSR of W^T
         self.t_crow = _pointers(cols[self.to_transposed], in_features)
         self.t_col = rows[self.to_transposed].to(torch.int32)
-        self.native = self.native_t = None  # set by `to`
+        self.native = None  # set by `to`
 
     def to(self, device: torch.device) -> _CsrStructure:
         for name in ("rows", "cols", "crow", "col", "to_transposed", "t_crow", "t_col"):
             setattr(self, name, getattr(self, name).to(device))
-        self.native = self.native_t = None  # ticketlab's CPU kernels, where they are built
+        self.native = None  # ticketlab's CPU kernels, where they are built
         if torch.device(device).type == "cpu" and kernels.available():
             self.native = kernels.Csr(self.crow, self.col, self.shape[1])
-            self.native_t = kernels.Csr(self.t_crow, self.t_col, self.shape[0])
         return self
 
     def matrix(self, values: torch.Tensor) -> torch.Tensor:
@@ -109,22 +108,24 @@ class _SparseLinearFunction(torch.autograd.Function):
         values, x_t, y_t = ctx.saved_tensors
         structure, native = ctx.structure, ctx.native and grad_out.dtype == torch.float32
         grad_t = _transposed(grad_out, native)
-        if ctx.relu:  # torch's ReLU gradient: passed where the output is positive
-            grad_t = kernels.relu_backward(grad_t, y_t) if native else grad_t.masked_fill(y_t <= 0, 0.0)
+        needs_values, needs_bias, needs_x = ctx.needs_input_grad[:3]
         grad_values = grad_bias = grad_x = None
-        if ctx.needs_input_grad[0]:
-            if native:
+        if native:  # one pass for the ReLU's gradient and the bias's, then the products
+            grad_t, grad_bias = kernels.grad_rows(grad_t, y_t if ctx.relu else None, needs_bias)
+            if needs_values:
                 grad_values = structure.native.sddmm(grad_t, x_t)
-            else:
-                pattern = structure.matrix(values)
-                grad_values = torch.sparse.sampled_addmm(pattern, grad_t, x_t.t(), beta=0.0).values()
-        if ctx.needs_input_grad[1]:
+            if needs_x:
+                grad_x = structure.native.mm_t(values, grad_t).t()
+            return grad_values, grad_bias, grad_x, None, None
+        if ctx.relu:  # torch's ReLU gradient: passed where the output is positive
+            grad_t = grad_t.masked_fill(y_t <= 0, 0.0)
+        if needs_values:
+            pattern = structure.matrix(values)
+            grad_values = torch.sparse.sampled_addmm(pattern, grad_t, x_t.t(), beta=0.0).values()
+        if needs_bias:
             grad_bias = grad_t.sum(1)
-        if ctx.needs_input_grad[2]:
-            if native:
-                grad_x = structure.native_t.mm(values[structure.to_transposed], grad_t).t()
-            else:
-                grad_x = torch.sparse.mm(structure.transposed(values), grad_t).t()
+        if needs_x:
+            grad_x = torch.sparse.mm(structure.transposed(values), grad_t).t()
         return grad_values, grad_bias, grad_x, None, None
 
 
