@@ -57,7 +57,8 @@ class CrossoverCache:
     @staticmethod
     def key(kind: str, out_features: int, in_features: int, batch: int) -> str:
         prefix = "" if kind == "linear" else f"{kind} "  # inference keys as they were first written
-        kernel = "|native kernels" if kernels.available() else ""  # torch's MKL kernels: no suffix, as before
+        native = kernels.build_key()
+        kernel = f"|native kernels {native}" if native else ""  # torch's MKL kernels: no suffix, as before
         return (f"torch {torch.__version__}|threads {torch.get_num_threads()}|{prefix}linear "
                 f"{out_features}x{in_features}|batch {batch}{kernel}")
 

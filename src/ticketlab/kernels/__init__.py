@@ -32,6 +32,7 @@ FLAGS = ("-O3", "-std=gnu11", "-shared", "-fPIC")
 NATIVE_FLAGS = ("-march=native",)  # dropped, with a second try, where the compiler refuses it
 
 _reason: str | None = None
+_build_key: str | None = None
 
 
 def cache_dir() -> Path:
@@ -105,6 +106,8 @@ def library() -> ctypes.CDLL | None:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS + NATIVE_FLAGS).encode(), compiler.encode(),
                                       _cpu_identity().encode()])).hexdigest()[:16]
+    global _build_key
+    _build_key = key
     target = cache_dir() / f"csr-{key}.so"
     try:
         if not target.exists():
@@ -121,6 +124,12 @@ def library() -> ctypes.CDLL | None:
 
 def available() -> bool:
     return library() is not None
+
+
+def build_key() -> str | None:
+    """The built library's key (a hash of the source, flags, compiler and CPU), None without one:
+    what a cached measurement of these kernels' speed must name, to be redone when they change."""
+    return _build_key if library() is not None else None
 
 
 def unavailable_reason() -> str | None:
