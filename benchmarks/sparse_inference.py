@@ -64,7 +64,15 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="crossover cache (default: a temporary file, measured afresh)")
+    parser.add_argument("--formats", default="compact,sparse,onnx",
+                        help="exported formats to time beside the runtime (default: %(default)s; onnx only where "
+                             "onnxruntime is installed). Conv-2's `sparse` runs its convolutions as CSR on the "
+                             "unfolded input: minutes per batch-256 row")
     args = parser.parse_args()
+    wanted = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(wanted) - {"compact", "sparse", "onnx"})
+    if unknown:
+        parser.error(f"--formats: unknown {', '.join(unknown)}; choose from compact, sparse, onnx")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
 
@@ -76,13 +84,15 @@ def main() -> int:
           f"(seed {args.seed}, test acc {result.final.test_acc:.2%}), one-shot layerwise magnitude pruning")
     print(f"machine: {platform.processor() or platform.machine()}, {platform.platform()}, python "
           f"{platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    try:
-        import onnxruntime
+    formats = tuple(f for f in wanted if f != "onnx")
+    if "onnx" in wanted:
+        try:
+            import onnxruntime
 
-        formats = ("compact", "sparse", "onnx")
-        print(f"onnxruntime {onnxruntime.__version__} (1 intra-op thread)")
-    except ImportError:
-        formats = ("compact", "sparse")
+            formats += ("onnx",)
+            print(f"onnxruntime {onnxruntime.__version__} (1 intra-op thread)")
+        except ImportError:
+            print("onnxruntime not installed: no onnx column")
     print()
     header = f"| density | batch | dense masked ms | {' | '.join(formats)} | runtime | FLOP ceiling | runtime kernels |"
     print(header)
