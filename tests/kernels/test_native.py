@@ -163,3 +163,14 @@ def test_the_input_gradient_from_w_own_pattern(batch):
     csr, values = csr_of(weight)
     grad_t = torch.randn(30, batch)
     torch.testing.assert_close(csr.mm_t(values, grad_t), weight.t() @ grad_t)
+
+
+@native
+@pytest.mark.parametrize("batch", [8, 11, 60])
+def test_the_relu_and_bias_gradients_in_vector_lanes(batch):
+    y = torch.relu(torch.randn(5, batch))
+    y[0, 3] = float("nan")
+    grad = torch.randn(5, batch)
+    through, sums = kernels.grad_rows(grad, y, sums=True)
+    assert torch.equal(through, grad.masked_fill(y <= 0, 0.0))
+    torch.testing.assert_close(sums, through.sum(1))

@@ -108,34 +108,57 @@ void tl_csr_mm(const int32_t *crow, const int32_t *col, const float *val, const 
     }
 }
 
+static inline float hsum8(v8 a) {
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* Lanes 8 - n .. 7 set: the last n of 8 floats ending at a batch's end. */
+static inline v8 last_lanes(v8 v, int64_t n) {
+    vi8 lane = {0, 1, 2, 3, 4, 5, 6, 7}, keep = lane >= (vi8){0} + (int32_t)(8 - n);
+    return (v8)((vi8)v & keep);
+}
+
+/* dot(g, x) over a batch: 8 lanes from j = 0, then the last batch % 8 terms as one more
+ * 8-wide step ending at the batch's end with its already-counted lanes zeroed (batch >= 8),
+ * else in scalar code; then the lanes, pairwise. */
 static inline float finish_dot(v8 a, const float *g, const float *x, int64_t j, int64_t batch) {
-    float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    if (j < batch && batch >= 8) {
+        a += last_lanes(load8(g + batch - 8), batch - j) * last_lanes(load8(x + batch - 8), batch - j);
+        j = batch;
+    }
+    float s = hsum8(a);
     for (; j < batch; j++) s += g[j] * x[j];
     return s;
 }
 
 /* out[k] = sum over the batch of gyt[r, :] * xt[col[k], :] for each kept (r, col[k]): the
  * gradient of the kept weights, (dL/dy)^T x sampled at W's non-zeros. gyt: (n_out x batch),
- * xt: (n_in x batch), both contiguous. Two kept weights of a row at a time share the loads of
- * gyt's row; each dot product is summed in the same order either way. */
+ * xt: (n_in x batch), both contiguous. Four kept weights of a row at a time share the loads
+ * of gyt's row and keep four sums in flight; each dot product is summed in the same order
+ * either way (`finish_dot`). */
 void tl_sddmm(const int32_t *crow, const int32_t *col, const float *gyt, const float *xt,
               int64_t n_out, int64_t batch, float *out) {
     for (int64_t r = 0; r < n_out; r++) {
         const float *g = gyt + r * batch;
         int32_t k = crow[r];
-        for (; k + 2 <= crow[r + 1]; k += 2) {
-            const float *x0 = xt + (int64_t)col[k] * batch, *x1 = xt + (int64_t)col[k + 1] * batch;
-            v8 a0 = {0}, a1 = {0};
+        for (; k + 4 <= crow[r + 1]; k += 4) {
+            const float *x0 = xt + (int64_t)col[k] * batch, *x1 = xt + (int64_t)col[k + 1] * batch,
+                        *x2 = xt + (int64_t)col[k + 2] * batch, *x3 = xt + (int64_t)col[k + 3] * batch;
+            v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
             int64_t j = 0;
             for (; j + 8 <= batch; j += 8) {
                 const v8 gj = load8(g + j);
                 a0 += gj * load8(x0 + j);
                 a1 += gj * load8(x1 + j);
+                a2 += gj * load8(x2 + j);
+                a3 += gj * load8(x3 + j);
             }
             out[k] = finish_dot(a0, g, x0, j, batch);
             out[k + 1] = finish_dot(a1, g, x1, j, batch);
+            out[k + 2] = finish_dot(a2, g, x2, j, batch);
+            out[k + 3] = finish_dot(a3, g, x3, j, batch);
         }
-        if (k < crow[r + 1]) {
+        for (; k < crow[r + 1]; k++) {
             const float *x0 = xt + (int64_t)col[k] * batch;
             v8 a0 = {0};
             int64_t j = 0;
@@ -147,14 +170,28 @@ void tl_sddmm(const int32_t *crow, const int32_t *col, const float *gyt, const f
 
 /* The output gradient's last steps in one pass over gyt (rows x batch): with y (the layer's
  * ReLU'd output) the gradient through that ReLU into `out` (0 where y <= 0, as torch: a NaN
- * output passes it); with `sums`, each row's sum over the batch (the bias gradient). */
+ * output passes it); with `sums`, each row's sum over the batch (the bias gradient: 8 lanes,
+ * pairwise, then the last batch % 8 terms). */
 void tl_grad_rows(const float *gyt, const float *y, int64_t rows, int64_t batch, float *out, float *sums) {
+    const v8 zero = {0};
     for (int64_t r = 0; r < rows; r++) {
         const float *g = gyt + r * batch;
-        float s = 0.f;
-        for (int64_t j = 0; j < batch; j++) {
-            const float v = y && y[r * batch + j] <= 0.f ? 0.f : g[j];
-            if (y) out[r * batch + j] = v;
+        const float *yr = y ? y + r * batch : NULL;
+        float *o = y ? out + r * batch : NULL;
+        v8 a = {0};
+        int64_t j = 0;
+        for (; j + 8 <= batch; j += 8) {
+            v8 v = load8(g + j);
+            if (yr) {
+                v = (v8)((vi8)v & ~(load8(yr + j) <= zero));
+                store8(o + j, v);
+            }
+            a += v;
+        }
+        float s = hsum8(a);
+        for (; j < batch; j++) {
+            const float v = yr && yr[j] <= 0.f ? 0.f : g[j];
+            if (o) o[j] = v;
             s += v;
         }
         if (sums) sums[r] = s;
