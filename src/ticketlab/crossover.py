@@ -3,8 +3,8 @@ this machine, measured once per layer shape and batch size and cached in a small
 
 Both the sparse inference runtime (`export.runtime`) and density-aware training
 (`training.sparse_kernels`) ask `CrossoverCache.crossover(kind, out, in, batch, measure)`;
-the key also names the torch version, the thread count and whether ticketlab's native kernels
-(`ticketlab.kernels`) are in use, which move the crossover. A cached
+the key also names the torch version, the thread count and the build of ticketlab's native
+kernels in use (`ticketlab.kernels.build_key`), which move the crossover. A cached
 answer makes the choice repeatable on one machine; another machine measures its own.
 """
 

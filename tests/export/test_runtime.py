@@ -7,13 +7,19 @@ from ticketlab.export.sparse import SparseLinear
 from ticketlab.models import build_model
 
 
-def test_fast_network_matches_and_follows_the_cached_crossover(tmp_path):
-    model = build_model("lenet_300_100", (1, 8, 8), 10, seed=0).eval()
-    g = torch.Generator().manual_seed(0)
+def randomly_pruned(name: str, input_shape: tuple[int, ...], keep: float, seed: int):
+    """`name` built for `input_shape` (eval mode), each prunable weight kept with probability `keep`."""
+    model = build_model(name, input_shape, 10, seed=0).eval()
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name in model.prunable_names():
-            p = model.get_parameter(name)
-            p.mul_(torch.rand(p.shape, generator=g) < 0.05)
+        for param_name in model.prunable_names():
+            p = model.get_parameter(param_name)
+            p.mul_(torch.rand(p.shape, generator=g) < keep)
+    return model
+
+
+def test_fast_network_matches_and_follows_the_cached_crossover(tmp_path):
+    model = randomly_pruned("lenet_300_100", (1, 8, 8), 0.05, seed=0)
     cache = tmp_path / "kernels.json"
     x = torch.randn(8, 1, 8, 8)
     net, notes = fast_network(model, (1, 8, 8), 8, cache=cache)
@@ -54,12 +60,7 @@ def test_a_gather_in_front_of_a_csr_layer_is_folded_into_it(tmp_path):
 
 
 def test_runtime_of_a_conv_network_matches_it(tmp_path):
-    model = build_model("conv2", (3, 8, 8), 10, seed=0).eval()
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for name in model.prunable_names():
-            p = model.get_parameter(name)
-            p.mul_(torch.rand(p.shape, generator=g) < 0.1)
+    model = randomly_pruned("conv2", (3, 8, 8), 0.1, seed=2)
     x = torch.randn(4, 3, 8, 8)
     cache = tmp_path / "kernels.json"
     fast_network(model, (3, 8, 8), 4, cache=cache)
@@ -74,12 +75,7 @@ def test_runtime_of_a_conv_network_matches_it(tmp_path):
 def test_timed_runtime_picks_a_whole_network_and_matches_the_model(tmp_path):
     from ticketlab.export.runtime import FastNetwork
 
-    model = build_model("lenet_300_100", (1, 8, 8), 10, seed=0).eval()
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for name in model.prunable_names():
-            p = model.get_parameter(name)
-            p.mul_(torch.rand(p.shape, generator=g) < 0.05)
+    model = randomly_pruned("lenet_300_100", (1, 8, 8), 0.05, seed=3)
     net, notes = fast_network(model, (1, 8, 8), 16, cache=tmp_path / "kernels.json")
     assert isinstance(net, FastNetwork) and len(notes) == 3
     assert all("network timed" in n for n in notes)

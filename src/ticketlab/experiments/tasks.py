@@ -35,6 +35,7 @@ from ticketlab.methods import METHODS, Planned, Problem
 from ticketlab.masks.thresholding import keep_top
 from ticketlab.seeds import generator
 from ticketlab.training import Progress, WeightConstraints, train
+from ticketlab.training.device import place
 from ticketlab.training.sparse_kernels import parse_sparse_training
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, sha256_file
 from ticketlab.store.sidecars import write_json
@@ -196,10 +197,8 @@ class MethodTask(OneLevelTask):
             return
         model = replicate.model
         model.load_state_dict(replicate.initial_weights())
-        dataset = replicate.dataset
-        if replicate.device is not None:  # the method finds its mask and trains there; masks stay on the CPU
-            model.to(torch.device(replicate.device))
-            dataset = dataset.to(torch.device(replicate.device))
+        # the method finds its mask and trains on the device; masks stay on the CPU
+        dataset = place(model, replicate.dataset, replicate.device)
         dense = Mask.ones(model)
         schedule = spec.training.train_spec()
         one_shot = allocation(dataclasses.replace(spec.pruning, one_shot=True), model, dense)

@@ -95,7 +95,7 @@ _RESTYPES = {"tl_csr_chain": ctypes.c_int}
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, building them on first use; None where they cannot be had."""
-    global _reason
+    global _reason, _build_key
     if os.environ.get("TICKETLAB_NATIVE", "1") == "0":
         _reason = "TICKETLAB_NATIVE=0"
         return None
@@ -106,7 +106,6 @@ def library() -> ctypes.CDLL | None:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS + NATIVE_FLAGS).encode(), compiler.encode(),
                                       _cpu_identity().encode()])).hexdigest()[:16]
-    global _build_key
     _build_key = key
     target = cache_dir() / f"csr-{key}.so"
     try:
@@ -143,10 +142,16 @@ def usable(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and available()
 
 
-def _check(name: str, tensor: torch.Tensor, dtype: torch.dtype, dims: int) -> None:
-    if tensor.device.type != "cpu" or tensor.dtype != dtype or tensor.dim() != dims or not tensor.is_contiguous():
-        raise ValueError(f"native kernels: {name} must be a contiguous {dims}-d {dtype} CPU tensor, "
-                         f"got {tuple(tensor.shape)} {tensor.dtype} on {tensor.device}")
+def _check(name: str, tensor: torch.Tensor, dtype: torch.dtype, dims: int,
+           shape: tuple[int | None, ...] | None = None) -> None:
+    """Refuse what a kernel cannot read in place: another dtype or device, another number of
+    dimensions, a non-contiguous layout, or sizes other than `shape`'s (None: any, "batch")."""
+    if (tensor.dtype != dtype or tensor.dim() != dims or not tensor.is_contiguous() or tensor.device.type != "cpu"
+            or (shape is not None and any(want is not None and have != want
+                                          for have, want in zip(tensor.shape, shape)))):
+        wanted = f"{dims}-d" if shape is None else f"({', '.join('batch' if n is None else str(n) for n in shape)})"
+        raise ValueError(f"native kernels: {name} must be a contiguous {wanted} {str(dtype).removeprefix('torch.')} "
+                         f"CPU tensor, got {tuple(tensor.shape)} {tensor.dtype} on {tensor.device}")
 
 
 class Csr:
@@ -166,10 +171,16 @@ class Csr:
         self._crow_ptr, self._col_ptr = self.crow.data_ptr(), self.col.data_ptr()
 
     def _activations(self, name: str, x_t: torch.Tensor, rows: int) -> None:
-        if (x_t.dtype != torch.float32 or x_t.dim() != 2 or x_t.shape[0] != rows or not x_t.is_contiguous()
-                or x_t.device.type != "cpu"):
-            raise ValueError(f"native kernels: {name} must be a contiguous ({rows}, batch) float32 CPU tensor, "
-                             f"got {tuple(x_t.shape)} {x_t.dtype} on {x_t.device}")
+        _check(name, x_t, torch.float32, 2, (rows, None))
+
+    def _fits(self, values: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """Refuse values or a bias that are not this pattern's: float32, one per kept weight / row."""
+        _check("values", values, torch.float32, 1)
+        if bias is not None:
+            _check("bias", bias, torch.float32, 1)
+        if values.numel() != self.nnz or (bias is not None and bias.numel() != self.rows):
+            raise ValueError(f"native kernels: {values.numel()} values / bias {None if bias is None else bias.numel()}"
+                             f" for a {self.rows}x{self.cols} pattern with {self.nnz} non-zeros")
 
     def mm(self, values: torch.Tensor, x_t: torch.Tensor, bias: torch.Tensor | None = None,
            relu: bool = False) -> torch.Tensor:
@@ -177,9 +188,7 @@ class Csr:
         Each output is bias + the kept products in column order whatever the batch, so a
         result does not depend on the batch it is computed in."""
         self._activations("x_t", x_t, self.cols)
-        if values.numel() != self.nnz or (bias is not None and bias.numel() != self.rows):
-            raise ValueError(f"native kernels: {values.numel()} values / bias {None if bias is None else bias.numel()}"
-                             f" for a {self.rows}x{self.cols} pattern with {self.nnz} non-zeros")
+        self._fits(values, bias)
         out = torch.empty(self.rows, x_t.shape[1])
         self._lib.tl_csr_mm(self._crow_ptr, self._col_ptr, values.data_ptr(),
                             None if bias is None else bias.data_ptr(), x_t.data_ptr(), self.rows, x_t.shape[1],
@@ -202,8 +211,7 @@ class Csr:
         """W^T grad_t as a (cols, batch) tensor, for grad_t (rows, batch): the input's gradient,
         from W's own pattern (each input gradient summed over W's rows in order)."""
         self._activations("grad_t", grad_t, self.rows)
-        if values.numel() != self.nnz:
-            raise ValueError(f"native kernels: {values.numel()} values for a pattern with {self.nnz} non-zeros")
+        self._fits(values, None)
         out = torch.empty(self.cols, grad_t.shape[1])
         self._lib.tl_csr_mm_t(self._crow_ptr, self._col_ptr, values.data_ptr(), grad_t.data_ptr(), self.rows,
                               self.cols, grad_t.shape[1], out.data_ptr())
@@ -252,11 +260,7 @@ class CsrChain:
             if index and csr.cols != layers[index - 1][0].rows:
                 raise ValueError(f"native kernels: layer {index} reads {csr.cols} features, "
                                  f"the one before gives {layers[index - 1][0].rows}")
-            _check("values", values, torch.float32, 1)
-            if values.numel() != csr.nnz or (bias is not None and (bias.numel() != csr.rows or not bias.is_contiguous()
-                                                                   or bias.dtype != torch.float32)):
-                raise ValueError(f"native kernels: layer {index}'s values or bias do not fit its "
-                                 f"{csr.rows}x{csr.cols} pattern")
+            csr._fits(values, bias)
             descriptors += [csr._crow_ptr, csr._col_ptr, values.data_ptr(),
                             0 if bias is None else bias.data_ptr(), csr.rows, int(relu)]
         self.layers = layers  # keeps the tensors the pointers point into alive
@@ -266,10 +270,7 @@ class CsrChain:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The chain's output (batch, out_features) for x (batch, in_features), both row-major."""
-        if (x.dtype != torch.float32 or x.dim() != 2 or x.shape[1] != self.in_features or not x.is_contiguous()
-                or x.device.type != "cpu"):
-            raise ValueError(f"native kernels: the chain takes a contiguous (batch, {self.in_features}) float32 "
-                             f"CPU tensor, got {tuple(x.shape)} {x.dtype} on {x.device}")
+        _check("the chain's input", x, torch.float32, 2, (None, self.in_features))
         out = torch.empty(x.shape[0], self.out_features)
         if self._lib.tl_csr_chain(len(self.layers), self._descriptors, x.data_ptr(), x.shape[0],
                                   self.in_features, out.data_ptr()) != 0:

@@ -1,5 +1,6 @@
-/* ticketlab's CSR kernels for CPUs: sparse weight times dense activations, its sampled
- * transpose product (SDDMM) and a blocked transpose, all float32 with int32 indices.
+/* ticketlab's CSR kernels for CPUs, all float32 with int32 indices: sparse weight times dense
+ * activations and its transpose, the sampled product that gives the kept weights' gradient
+ * (SDDMM), the ReLU and bias gradients in one pass, and a blocked transpose.
  *
  * Activations are stored (features, batch): row c of xt is feature c over the batch, so a
  * kept weight (r, c) scales one contiguous row of xt into one contiguous row of y and the
@@ -36,7 +37,8 @@ static inline float relu1(float v) { return v < 0.f ? 0.f : v; }
 
 SCALAR_FUNCTION
 static void csr_mm_columns(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
-                           const float *xt, int64_t n_out, int64_t batch, int64_t j, int relu, float *y) {
+                           const float *xt, int64_t n_out, int64_t batch, int relu, float *y) {
+    int64_t j = 0;
     for (; j + 4 <= batch; j += 4) {
         for (int64_t r = 0; r < n_out; r++) {
             float a0 = bias ? bias[r] : 0.f, a1 = a0, a2 = a0, a3 = a0;
@@ -104,7 +106,7 @@ void tl_csr_mm(const int32_t *crow, const int32_t *col, const float *val, const 
             if (j < batch) block8(crow, col, val, bias, xt, r, batch, batch - 8, relu, y);
         }
     } else {
-        csr_mm_columns(crow, col, val, bias, xt, n_out, batch, 0, relu, y);
+        csr_mm_columns(crow, col, val, bias, xt, n_out, batch, relu, y);
     }
 }
 

@@ -24,6 +24,7 @@ from ticketlab.supermasks.learn import learn_supermask
 from ticketlab.supermasks.spec import SupermaskSpec
 from ticketlab.supermasks.zhou2019 import Cell
 from ticketlab.training import Progress, TrainResult, TrainSpec, train
+from ticketlab.training.device import place
 
 STUDY = "zhou2019"
 
@@ -120,9 +121,7 @@ def run_cell(cell: Cell, dataset: Dataset, store: ResultsStore, show_progress: b
     started = time.perf_counter()
     config = cell.config
     model = build_model(config["model"], dataset.input_shape, dataset.num_classes, seed=config["seed"])
-    if device is not None:
-        model.to(device)
-        dataset = dataset.to(device)
+    dataset = place(model, dataset, device)
     steps = _iterations(config, dataset)
     with Progress(f"{cell.network} {cell.column}", steps, enabled=show_progress and steps > 0) as progress:
         result, tensors = _KINDS[config["kind"]](cell, model, dataset, store, progress)

@@ -28,7 +28,7 @@ from ticketlab.models import Network, build_model, load_weights
 from ticketlab.schedules import paper_prune_rates, paper_training
 from ticketlab.supermasks.weights import WEIGHTS, frozen_weights
 from ticketlab.training import Progress, TrainSpec, evaluate, train
-from ticketlab.training.device import resolved_name
+from ticketlab.training.device import place, resolved_name
 
 PAPER_LEVELS = 25
 
@@ -134,9 +134,8 @@ def init_mask_study(model_name: str, dataset: Dataset, *, criterion: str = "larg
     model = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
     start = load_weights(model, initial) if initial else {n: v.clone() for n, v in model.state_dict().items()}
     final = load_weights(model, trained) if trained else None
+    dataset = place(model, dataset, device)
     if device is not None:
-        model.to(device)
-        dataset = dataset.to(device)
         start = {n: v.to(device) for n, v in start.items()}
         final = None if final is None else {n: v.to(device) for n, v in final.items()}
     trained_acc = trained_iterations = None

@@ -23,7 +23,7 @@ from ticketlab.supermasks.masking import BernoulliMask
 from ticketlab.supermasks.spec import LEARNERS, SupermaskSpec
 from ticketlab.supermasks.weights import frozen_weights
 from ticketlab.training import Progress, TrainResult, evaluate, train
-from ticketlab.training.device import resolved_name
+from ticketlab.training.device import place, resolved_name
 
 
 @dataclass
@@ -50,10 +50,7 @@ def learn_supermask(model: Network, dataset: Dataset, spec: SupermaskSpec, *, se
     (auto, cpu, cuda, cuda:N, mps) the model and the data move there first; scores and mask
     samples are still drawn from the CPU generators, and the returned mask is on the CPU.
     """
-    if device is not None:
-        device = resolved_name(device)
-        model.to(device)
-        dataset = dataset.to(device)
+    dataset = place(model, dataset, resolved_name(device))
     learner = LEARNERS.get(spec.learner)
     weights = frozen_weights(model, dict(model.named_parameters()), spec.weights)
     to_supermask(model, learner.make_mask_fn(spec, seed), learner.score_init, generator(seed, "scores"),

@@ -44,3 +44,13 @@ def resolved_name(name: str | None) -> str | None:
     """`resolve_device(name)` as a string ("auto" becomes the device it picks), None for None:
     what library entry points that take a `device` keep and pass on."""
     return None if name is None else str(resolve_device(name))
+
+
+def place(model: torch.nn.Module, dataset, device: str | torch.device | None):
+    """Move `model` (in place) and `dataset` (returned) to `device` once, before any work;
+    with None both stay where they are."""
+    if device is None:
+        return dataset
+    device = torch.device(device)
+    model.to(device)
+    return dataset.to(device)

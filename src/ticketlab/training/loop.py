@@ -24,6 +24,7 @@ from ticketlab.data import BatchIterator, Dataset
 from ticketlab.data.augment import crop_and_flip
 from ticketlab.errors import DivergedError
 from ticketlab.training.constraints import WeightConstraints
+from ticketlab.training.device import place
 from ticketlab.training.evaluate import evaluate
 from ticketlab.seeds import generator
 from ticketlab.training.lr import lr_factor as schedule_factor
@@ -180,11 +181,9 @@ def train(
     """
     if lr_factor is None:
         lr_factor = schedule_factor(spec)
-    if device is not None:
-        model.to(torch.device(device))
-        dataset = dataset.to(torch.device(device))
-        if constraints is not None:
-            constraints.follow_parameters()
+    dataset = place(model, dataset, device)
+    if device is not None and constraints is not None:
+        constraints.follow_parameters()
     device = next(model.parameters()).device
     autocast = contextlib.nullcontext()
     if spec.precision == "bf16":

@@ -45,24 +45,22 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tup
 
 
 class _CsrStructure:
-    """The fixed sparsity pattern of one mask: CSR of W, CSR of W^T and the permutation that
-    reorders W's values into W^T's order. Indices are int32, what MKL takes without a copy."""
+    """The fixed sparsity pattern of one mask: CSR of W (int32 indices, what MKL and the native
+    kernels take without a copy), and for torch's kernels, built when first asked, the CSR of
+    W^T with the permutation that reorders W's values into its order."""
 
     def __init__(self, keep: torch.Tensor):
         rows, cols = keep.nonzero(as_tuple=True)  # row-major: CSR order
-        out_features, in_features = keep.shape
-        self.shape = (out_features, in_features)
+        self.shape = tuple(keep.shape)
         self.rows, self.cols = rows, cols
-        self.crow = _pointers(rows, out_features)
+        self.crow = _pointers(rows, self.shape[0])
         self.col = cols.to(torch.int32)
-        self.to_transposed = torch.argsort(cols * out_features + rows)  # CSC order of W = CSR of W^T
-        self.t_crow = _pointers(cols[self.to_transposed], in_features)
-        self.t_col = rows[self.to_transposed].to(torch.int32)
-        self.native = None  # set by `to`
+        self.native = self._transpose = None  # set by `to` / the first `transposed`
 
     def to(self, device: torch.device) -> _CsrStructure:
-        for name in ("rows", "cols", "crow", "col", "to_transposed", "t_crow", "t_col"):
+        for name in ("rows", "cols", "crow", "col"):
             setattr(self, name, getattr(self, name).to(device))
+        self._transpose = None
         self.native = None  # ticketlab's CPU kernels, where they are built
         if torch.device(device).type == "cpu" and kernels.available():
             self.native = kernels.Csr(self.crow, self.col, self.shape[1])
@@ -72,7 +70,11 @@ class _CsrStructure:
         return _csr(self.crow, self.col, values, self.shape)
 
     def transposed(self, values: torch.Tensor) -> torch.Tensor:
-        return _csr(self.t_crow, self.t_col, values[self.to_transposed], (self.shape[1], self.shape[0]))
+        if self._transpose is None:  # CSC order of W = CSR order of W^T
+            order = torch.argsort(self.cols * self.shape[0] + self.rows)
+            self._transpose = (order, _pointers(self.cols[order], self.shape[1]), self.rows[order].to(torch.int32))
+        order, crow, col = self._transpose
+        return _csr(crow, col, values[order], (self.shape[1], self.shape[0]))
 
 
 def _pointers(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:
