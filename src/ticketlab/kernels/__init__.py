@@ -174,10 +174,8 @@ class Csr:
         _check(name, x_t, torch.float32, 2, (rows, None))
 
     def _fits(self, values: torch.Tensor, bias: torch.Tensor | None) -> None:
-        """Refuse values or a bias that are not this pattern's: float32, one per kept weight / row."""
-        _check("values", values, torch.float32, 1)
-        if bias is not None:
-            _check("bias", bias, torch.float32, 1)
+        """Refuse values or a bias of the wrong length (one per kept weight / row); their dtype
+        and layout are the caller's to vouch for (`usable`), not checked on every call."""
         if values.numel() != self.nnz or (bias is not None and bias.numel() != self.rows):
             raise ValueError(f"native kernels: {values.numel()} values / bias {None if bias is None else bias.numel()}"
                              f" for a {self.rows}x{self.cols} pattern with {self.nnz} non-zeros")
@@ -260,6 +258,9 @@ class CsrChain:
             if index and csr.cols != layers[index - 1][0].rows:
                 raise ValueError(f"native kernels: layer {index} reads {csr.cols} features, "
                                  f"the one before gives {layers[index - 1][0].rows}")
+            _check("values", values, torch.float32, 1)
+            if bias is not None:
+                _check("bias", bias, torch.float32, 1)
             csr._fits(values, bias)
             descriptors += [csr._crow_ptr, csr._col_ptr, values.data_ptr(),
                             0 if bias is None else bias.data_ptr(), csr.rows, int(relu)]
