@@ -4,7 +4,7 @@ One training step (forward, cross-entropy, backward, SGD momentum) on random inp
 torch thread, for each network and each variant; best of `--repeats` rounds of `--steps`
 steps. Variants: fp32 contiguous, fp32 channels-last (model and input), bf16 autocast
 contiguous, bf16 autocast channels-last. It is the evidence behind
-`training.loop.channels_last_pays`.
+`training.layout.channels_last_pays`.
 
     python benchmarks/conv_layouts.py --models resnet20,conv2,conv4,vgg16
 """

@@ -30,6 +30,7 @@ from ticketlab.models import build_model
 from ticketlab.seeds import generator
 from ticketlab.training import TrainSpec, make_optimizer, train
 from ticketlab.training.device import resolve_device
+from ticketlab.training.layout import channels_last_pays
 
 SEED = 0
 
@@ -42,7 +43,7 @@ def sync(device):
 def plain(dataset, spec, device) -> float:
     model = build_model("resnet20", dataset.input_shape, dataset.num_classes, seed=SEED).to(device)
     bf16 = spec.precision == "bf16"
-    if bf16 or device.type == "cpu":  # what a careful hand-written loop does here (see channels_last_pays)
+    if channels_last_pays(model, device, spec.precision):  # the layout ticketlab's loop picks here
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(spec, model.parameters())
     batches = iter(BatchIterator(dataset.train, spec.batch_size, seed=SEED).forever())

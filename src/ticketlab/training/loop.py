@@ -26,6 +26,7 @@ from ticketlab.errors import DivergedError
 from ticketlab.training.constraints import WeightConstraints
 from ticketlab.training.device import place
 from ticketlab.training.evaluate import evaluate
+from ticketlab.training.layout import channels_last_pays
 from ticketlab.seeds import generator
 from ticketlab.training.lr import lr_factor as schedule_factor
 from ticketlab.training.progress import Progress
@@ -112,18 +113,6 @@ def batches_from(iterator: BatchIterator, start_step: int):
     while True:
         epoch += 1
         yield from iterator.epoch(epoch)
-
-
-def channels_last_pays(model: nn.Module, device: torch.device, precision: str) -> bool:
-    """Whether a network trains with channels-last convolutions: networks with 2-D
-    convolutions, in bf16 anywhere, and in fp32 on the CPU, where oneDNN's channels-last
-    kernels were faster or even in every case measured (`benchmarks/conv_layouts.py`, one
-    thread, s per training step contiguous -> channels-last: ResNet-20 0.72 -> 0.50, Conv-2
-    0.28 -> 0.23, Conv-4 0.44 -> 0.36, VGG-16 3.29 -> 3.14; docs/networks.md). The layout
-    changes the order of the floating-point sums, not the arithmetic: results agree to
-    rounding with the contiguous layout, and are deterministic per device and thread count."""
-    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    return has_conv and (precision == "bf16" or device.type == "cpu")
 
 
 @contextlib.contextmanager
