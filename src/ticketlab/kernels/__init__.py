@@ -5,9 +5,22 @@ machines measured (docs/export.md), more than a whole 2%-dense LeNet layer needs
 kernels in csr.c are plain C with GCC/Clang vector extensions: the sparse-times-dense
 product `csr_mm`, its sampled transpose `sddmm` (the kept weights' gradient) and a blocked
 `transpose`, on float32 CPU tensors with int32 indices, activations laid out
-(features, batch). They are built once per source, compiler and CPU, with `-O3
--march=native`, into the cache folder (`~/.cache/ticketlab/kernels/`, or
-`$TICKETLAB_CACHE_DIR`), and loaded with ctypes: a call costs about a microsecond.
+(features, batch). They are loaded with ctypes: a call costs about a microsecond.
+
+Build: `-O3 -ffp-contract=off -march=<target>`, the target from `TICKETLAB_NATIVE_MARCH`
+(default `native`: this CPU; `x86-64-v3` caps an x86 build at AVX2, `x86-64-v2` at SSE4.2,
+for a cache shared by several machines or a CI pass). No multiply-add is fused, so every
+kernel does the same IEEE operations in the same order whatever the target: results are
+bit for bit the same on every instruction set, and a product's output does not depend on
+the batch it is in. Built once per source, flags (target included), compiler and CPU into
+the cache folder (`~/.cache/ticketlab/kernels/`, or `$TICKETLAB_CACHE_DIR`).
+
+The cache is verified before anything in it is loaded (loading runs the library's code):
+the folder and the library must belong to this user and be writable by no one else, and
+the library's SHA-256 must match the one recorded beside it (`csr-<key>.so.sha256`) when it
+was built here. A library that fails is built again, never loaded; one that passes but lacks
+the kernels' symbols (corrupt) is closed and built again. A folder that fails makes the
+kernels unavailable, `unavailable_reason()` saying how to fix it (a build cannot).
 
 Without a C compiler (or with `TICKETLAB_NATIVE=0`) `library()` is None and callers use
 torch's kernels; `unavailable_reason()` says why.
@@ -15,12 +28,15 @@ torch's kernels; `unavailable_reason()` says why.
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -28,8 +44,8 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("csr.c")
-FLAGS = ("-O3", "-std=gnu11", "-shared", "-fPIC")
-NATIVE_FLAGS = ("-march=native",)  # dropped, with a second try, where the compiler refuses it
+FLAGS = ("-O3", "-std=gnu11", "-shared", "-fPIC", "-ffp-contract=off")
+MARCH_VARIABLE = "TICKETLAB_NATIVE_MARCH"
 
 _reason: str | None = None
 _build_key: str | None = None
@@ -38,6 +54,16 @@ _build_key: str | None = None
 def cache_dir() -> Path:
     folder = os.environ.get("TICKETLAB_CACHE_DIR")
     return Path(folder) if folder else Path.home() / ".cache" / "ticketlab" / "kernels"
+
+
+def march() -> str:
+    """The build target, `$TICKETLAB_NATIVE_MARCH` (default `native`), checked to be a
+    target name and not more options (it is passed as one `-march=` argument)."""
+    target = os.environ.get(MARCH_VARIABLE, "").strip() or "native"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", target):
+        raise ValueError(f"{MARCH_VARIABLE}={target!r} is not a -march target name: set it to e.g. native, "
+                         "x86-64-v3 or x86-64-v2, or unset it")
+    return target
 
 
 def _cpu_identity() -> str:
@@ -58,25 +84,93 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
-def _build(compiler: str, target: Path) -> None:
-    """Compile csr.c into `target` atomically (a temporary file renamed into place), so worker
-    processes starting together never load a half-written library."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for extra in (NATIVE_FLAGS, ()):
-        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-        os.close(handle)
-        try:
-            result = subprocess.run([compiler, *FLAGS, *extra, str(SOURCE), "-o", temporary],
+def _key(compiler: str, flags: tuple[str, ...]) -> str:
+    return hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode(), compiler.encode(),
+                                      _cpu_identity().encode()])).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _replace_atomically(target: Path, write) -> None:
+    """`write(temporary path)`, then rename it onto `target`: readers see the old file or the
+    whole new one, never half of it, and a failure leaves nothing behind."""
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _build(compiler: str, flags: tuple[str, ...], target: Path) -> None:
+    """Compile csr.c into `target` (mode 0755), then record its SHA-256 in `target.sha256`, each
+    written atomically, so worker processes starting together never load a half-written
+    library. Where the compiler refuses `-march=native`, once more without a target."""
+    attempts = [flags, FLAGS] if flags[-1] == "-march=native" else [flags]
+
+    def compile_into(temporary: str) -> None:
+        for attempt in attempts:
+            result = subprocess.run([compiler, *attempt, str(SOURCE), "-o", temporary],
                                     capture_output=True, text=True, timeout=120)
             if result.returncode == 0:
-                os.replace(temporary, target)
+                os.chmod(temporary, 0o755)  # whatever the umask: writable by this user only
                 return
-            errors.append(result.stderr.strip().splitlines()[-1:] or ["(no message)"])
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-    raise RuntimeError(f"{compiler} could not compile {SOURCE.name}: {errors[-1][0]}")
+        message = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+        way_out = "" if len(attempts) > 1 else f"; set {MARCH_VARIABLE} to a target this compiler knows, or unset it"
+        raise RuntimeError(f"{compiler} could not compile {SOURCE.name}: {message} (flags {' '.join(flags)}{way_out})")
+
+    _replace_atomically(target, compile_into)
+    digest = _sha256(target)
+    _replace_atomically(_digest_path(target), lambda temporary: Path(temporary).write_text(digest + "\n"))
+
+
+def _digest_path(library_path: Path) -> Path:
+    return library_path.with_name(library_path.name + ".sha256")
+
+
+def _untrusted(path: Path, kind: str) -> str | None:
+    """Why `path` must not be trusted (None: it may be): not there, not a plain `kind` (a link
+    is refused), owned by another user, or writable by group or others."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return f"{path} is missing"
+    is_kind = stat.S_ISDIR if kind == "folder" else stat.S_ISREG
+    if not is_kind(info.st_mode):
+        return f"{path} is not a plain {kind}"
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        return f"{path} belongs to user {info.st_uid}, not to this user ({os.geteuid()})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by others (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def _unverified(target: Path) -> str | None:
+    """Why the library at `target` must be built again rather than loaded (None: load it)."""
+    problem = _untrusted(target, "file") or _untrusted(_digest_path(target), "file")
+    if problem is None:
+        if _digest_path(target).read_bytes().strip() != _sha256(target).encode():
+            problem = f"{target}'s SHA-256 is not the one recorded when it was built"
+    return problem
+
+
+def _open_checked(target: Path) -> ctypes.CDLL:
+    """Load `target` and declare its kernels; a library without them is closed again and
+    reported as corrupt (OSError)."""
+    lib = ctypes.CDLL(str(target))
+    missing = [name for name in _SIGNATURES if not hasattr(lib, name)]
+    if missing:
+        if hasattr(_ctypes, "dlclose"):  # else a library rebuilt at the same path would get this handle back
+            _ctypes.dlclose(lib._handle)
+        raise OSError(f"{target} lacks {', '.join(missing)}: corrupt")
+    for name, argtypes in _SIGNATURES.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = argtypes, _RESTYPES.get(name)
+    return lib
 
 
 _SIGNATURES = {
@@ -96,6 +190,7 @@ _RESTYPES = {"tl_csr_chain": ctypes.c_int}
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, building them on first use; None where they cannot be had."""
     global _reason, _build_key
+    _reason = _build_key = None
     if os.environ.get("TICKETLAB_NATIVE", "1") == "0":
         _reason = "TICKETLAB_NATIVE=0"
         return None
@@ -103,21 +198,34 @@ def library() -> ctypes.CDLL | None:
     if compiler is None:
         _reason = "no C compiler found (set CC, or install gcc or clang)"
         return None
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS + NATIVE_FLAGS).encode(), compiler.encode(),
-                                      _cpu_identity().encode()])).hexdigest()[:16]
-    _build_key = key
-    target = cache_dir() / f"csr-{key}.so"
     try:
-        if not target.exists():
-            _build(compiler, target)
-        lib = ctypes.CDLL(str(target))
+        flags = (*FLAGS, f"-march={march()}")
+    except ValueError as error:
+        _reason = str(error)
+        return None
+    key = _key(compiler, flags)
+    folder = cache_dir()
+    target = folder / f"csr-{key}.so"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        problem = _untrusted(folder, "folder")
+        if problem is not None:
+            raise OSError(f"kernel cache folder not safe to load from: {problem}; make it yours and not writable by "
+                          "others (chmod go-w), or set TICKETLAB_CACHE_DIR to a folder of your own")
+        built = _unverified(target) is not None
+        if built:
+            _build(compiler, flags, target)
+        try:
+            lib = _open_checked(target)
+        except OSError:
+            if built:
+                raise
+            _build(compiler, flags, target)  # verified but corrupt: built again, once
+            lib = _open_checked(target)
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
         _reason = str(error)
         return None
-    for name, argtypes in _SIGNATURES.items():
-        function = getattr(lib, name)
-        function.argtypes, function.restype = argtypes, _RESTYPES.get(name)
+    _build_key = key
     return lib
 
 

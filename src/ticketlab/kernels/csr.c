@@ -4,14 +4,19 @@
  *
  * Activations are stored (features, batch): row c of xt is feature c over the batch, so a
  * kept weight (r, c) scales one contiguous row of xt into one contiguous row of y and the
- * batch dimension is what the vector units run over. Every output element is summed in the
- * same order (bias, then the kept weights in column order) whatever its place in the batch,
- * so a result does not depend on the batch it was computed in.
+ * batch dimension is what the vector units run over. Every output element is the same
+ * sequence of IEEE operations whatever its place in the batch and whichever path (32-wide,
+ * 8-wide, scalar) computes it: start from the bias, then for each kept weight in column order
+ * round the product, then round the sum. That holds because the library is built with
+ * -ffp-contract=off (no multiply-add is ever fused, so no path fuses some and another not,
+ * whatever -march picks, FMA or not) and no -ffast-math: a result does not depend on the
+ * batch it was computed in, nor on the instruction set it was built for.
  *
  * `tl_csr_chain` runs a whole chain of CSR layers in one call, for the inference runtime.
  *
  * Compiled on first use by ticketlab/kernels/__init__.py with the machine's C compiler
- * (-O3 -march=native); GCC/Clang vector extensions, no intrinsics, no other dependency. */
+ * (-O3 -ffp-contract=off -march=$TICKETLAB_NATIVE_MARCH, default native); GCC/Clang vector
+ * extensions, no intrinsics, no other dependency. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +25,8 @@ typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 
 static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+/* s in every lane, with no arithmetic (0 + -0 would be +0 where the scalar path keeps -0) */
+static inline v8 splat8(float s) { return (v8){s, s, s, s, s, s, s, s}; }
 static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 /* ReLU as torch's: negatives to zero, NaN kept */
 static inline v8 relu8(v8 v) { v8 z = {0}; return (v8)((vi8)v & ~(v < z)); }
@@ -67,7 +74,7 @@ static void csr_mm_columns(const int32_t *crow, const int32_t *col, const float 
 
 static inline void block32(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
                            const float *xt, int64_t r, int64_t batch, int64_t j, int relu, float *y) {
-    v8 b = {0}; b += bias ? bias[r] : 0.f;
+    const v8 b = splat8(bias ? bias[r] : 0.f);
     v8 a0 = b, a1 = b, a2 = b, a3 = b;
     for (int32_t k = crow[r]; k < crow[r + 1]; k++) {
         const float *x = xt + (int64_t)col[k] * batch + j;
@@ -81,7 +88,7 @@ static inline void block32(const int32_t *crow, const int32_t *col, const float 
 
 static inline void block8(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
                           const float *xt, int64_t r, int64_t batch, int64_t j, int relu, float *y) {
-    v8 a = {0}; a += bias ? bias[r] : 0.f;
+    v8 a = splat8(bias ? bias[r] : 0.f);
     for (int32_t k = crow[r]; k < crow[r + 1]; k++) a += val[k] * load8(xt + (int64_t)col[k] * batch + j);
     store8(y + r * batch + j, relu ? relu8(a) : a);
 }
