@@ -19,3 +19,9 @@ def assert_device_refused(argv: list[str], capsys) -> None:
         assert main(argv + ["--device", "cuda"]) == 2
         err = capsys.readouterr().err
         assert "sees no CUDA GPU" in err and "Traceback" not in err
+
+
+def results_only(output: str) -> list[str]:
+    """A command's output without its setup line (which names the device it resolved, and how)."""
+    return [line for line in output.splitlines() if "device: " not in line]
+

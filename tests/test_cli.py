@@ -110,3 +110,43 @@ def test_parallel_replicates_equal_sequential_one_thread_ones(capsys, tmp_path):
         return [(r.seed, r.branch, r.level, r.early_stop_test_acc, r.final_test_loss) for r in store.levels(run_id)]
 
     assert rows(tmp_path / "one") == rows(tmp_path / "two")
+
+
+def tiny_image_tree(root, per_class=6):
+    """train/ and test/ folders of 8x8 RGB PNGs in two classes."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = torch.randint(0, 256, (8, 8, 3), generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(root / split / label / f"{i}.png")
+    return root
+
+
+def test_train_and_imp_say_and_use_one_recipe_for_a_network(capsys, tmp_path):
+    """`train --model resnet8_4` uses the CIFAR recipe `imp` uses (SGD 0.1, batch 128, augmentation),
+    not LeNet's Adam, and both commands' first lines say so, with the device and precision."""
+    tree = tiny_image_tree(tmp_path / "tree")
+    data = ["--model", "resnet8_4", "--dataset", "imagefolder", "--dataset-path", str(tree), "--val-size", "2",
+            "--iterations", "2", "--eval-every", "2"]
+    code, out, err = run(capsys, "train", *data)
+    assert code == 0, err
+    train_first = out.splitlines()[0]
+    code, out, err = run(capsys, "imp", *data, "--levels", "1", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, err
+    assert out.splitlines()[0] == train_first
+    assert train_first.startswith("recipe: CIFAR ResNet/VGG recipe")
+    assert "SGD lr 0.1 momentum 0.9 weight decay 0.0001, batch 128, 2 iterations" in train_first
+    assert "crop+flip augmentation" in train_first
+    assert train_first.endswith("; device: cpu (auto: no GPU here); precision: fp32") or "cuda" in train_first
+
+
+def test_train_keeps_the_paper_recipe_of_lenet(capsys):
+    code, out, _ = run(capsys, "train", "--iterations", "20", "--eval-every", "10", "--device", "cpu")
+    assert code == 0
+    first = out.splitlines()[0]
+    assert first.startswith("recipe: lenet_300_100 recipe (Frankle & Carbin 2019, Figure 2)")
+    assert "Adam lr 0.0012, batch 60, 20 iterations" in first and first.endswith("device: cpu; precision: fp32")

@@ -83,3 +83,17 @@ def model_recipe(model_name: str) -> dict | None:
         return {"training": dict(CIFAR_TRAINING), "pruning": dict(CIFAR_PRUNING),
                 "rewind_iteration": CIFAR_REWIND_ITERATION}
     return None
+
+
+def recipe_name(model_name: str, dataset_name: str | None = None) -> str:
+    """Where a network's default training recipe comes from, for the line every training command
+    starts with (one recipe per network, whichever command trains it)."""
+    if model_recipe(model_name) is not None:
+        name = "CIFAR ResNet/VGG recipe (OpenLTH; Frankle et al. 2020)"
+    elif model_name in PAPER_TRAINING:
+        name = f"{model_name} recipe (Frankle & Carbin 2019, Figure 2)"
+    else:
+        name = "default recipe (LeNet-300-100's, Frankle & Carbin 2019)"
+    if dataset_name == "digits":
+        name += f", short schedule for the embedded digits ({SMALL_DATA_TRAINING['iterations']} iterations)"
+    return name

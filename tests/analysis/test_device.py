@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from devicecheck import HERE, assert_device_refused, cuda
+from devicecheck import HERE, assert_device_refused, cuda, results_only
 from ticketlab.analysis.combine import combine_tickets
 from ticketlab.analysis.franken import frankenmodel
 from ticketlab.cli import main
@@ -50,9 +50,9 @@ def test_the_clis_take_the_device_and_refuse_one_that_is_not_here(two_tickets, c
     store, a, b = two_tickets
     combine = ["combine", a, b, "--finetune", "10", "--runs-dir", str(store.runs_dir)]
     assert main(combine) == 0
-    plain = capsys.readouterr().out
+    plain = results_only(capsys.readouterr().out)
     for device in HERE:
-        assert main(combine + ["--device", device]) == 0 and capsys.readouterr().out == plain
+        assert main(combine + ["--device", device]) == 0 and results_only(capsys.readouterr().out) == plain
     franken_argv = ["franken", "--levels", "1", "--iterations", "10", "--b-iterations", "10"]
     for argv in (combine, franken_argv):
         assert_device_refused(argv, capsys)

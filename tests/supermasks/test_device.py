@@ -5,7 +5,7 @@ clear error, and on a GPU they run with tiny budgets."""
 import pytest
 import torch
 
-from devicecheck import HERE, assert_device_refused, cuda
+from devicecheck import HERE, assert_device_refused, cuda, results_only
 from tinydata import make_tiny_dataset
 from ticketlab.cli import main
 from ticketlab.supermasks import cells
@@ -96,6 +96,6 @@ def test_the_cli_takes_the_device_and_prints_the_same_results(capsys, tmp_path):
         path = tmp_path / f"{device}.safetensors"
         argv = ["supermask", "learn", "--epochs", "0.2", "--eval-samples", "2", "--out", str(path)]
         assert main(argv + ([] if device is None else ["--device", device])) == 0
-        lines = capsys.readouterr().out.splitlines()
+        lines = results_only(capsys.readouterr().out)
         outputs[device] = ([line for line in lines if not line.endswith(" s") and "wrote" not in line], Mask.load(path))
     assert all(outputs[device] == outputs[None] for device in HERE)

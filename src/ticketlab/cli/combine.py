@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, nonnegative_int,
-                                  seed_int)
+                                  print_setup, seed_int)
 
 
 def _cmd_combine(args: argparse.Namespace) -> int:
@@ -14,6 +14,7 @@ def _cmd_combine(args: argparse.Namespace) -> int:
 
     apply_threads(args)
     store = ResultsStore(args.runs_dir, readonly=True)
+    print_setup(args.device, "fp32", "each ticket's run's own, for the fine-tuning" if args.finetune else None)
     rows = combine_tickets(store, args.ticket_a, args.ticket_b, finetune=args.finetune, seed=args.seed,
                            data_dir=args.data_dir, device=args.device)
     print(f"{args.ticket_a} + {args.ticket_b}: test accuracy on the run's test split"

@@ -133,5 +133,23 @@ def add_device(parser, what: str = "levels train", jobs: bool = True) -> None:
     """`--device`, for every command that trains: where `what` happens; with `jobs`, the
     command's --jobs places one worker per GPU."""
     placement = "; with several GPUs, --jobs places one worker per GPU in turn" if jobs else ""
-    parser.add_argument("--device", default="cpu", help=f"where {what}: auto, cpu, cuda, cuda:N or mps{placement} "
-                        "(default: %(default)s; not part of the run id)")
+    parser.add_argument("--device", default="auto", help=f"where {what}: auto (a GPU when there is one, else the "
+                        f"CPU), cpu, cuda, cuda:N or mps{placement} (default: %(default)s; not part of the run id)")
+
+
+def device_words(name: str) -> str:
+    """The device `name` resolves to, in words: "cpu (auto: no GPU here)", "cuda (auto)", "cpu".
+    A device that is not here is a clear error, before any work."""
+    from ticketlab.training.device import resolve_device
+
+    device = resolve_device(name)
+    if name != "auto":
+        return str(device)
+    return f"{device} (auto{': no GPU here' if device.type == 'cpu' else ''})"
+
+
+def print_setup(device: str, precision: str | None = "fp32", recipe: str | None = None) -> None:
+    """The first line of every command that trains: its recipe, device and precision."""
+    parts = ([f"recipe: {recipe}"] if recipe else []) + [f"device: {device_words(device)}"]
+    parts += [f"precision: {precision or 'fp32'}"]
+    print("; ".join(parts), flush=True)

@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_device, add_runs_dir, add_sparse_training, apply_threads, csv_list
-from ticketlab.cli.imp import add_spec_arguments, spec_from_args
+from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_sparse_training, apply_threads, csv_list,
+                                  print_setup)
+from ticketlab.cli.imp import add_spec_arguments, spec_from_args, training_words
 
 
 def _cmd_deconstruct(args: argparse.Namespace) -> int:
@@ -23,6 +24,8 @@ def _cmd_deconstruct(args: argparse.Namespace) -> int:
     sweep, dataset = plan(spec_from_args(args), names, args.runs_dir, args.data_dir, device=args.device,
                           sparse_training=args.sparse_training)
     experiments = sweep.experiments()
+    standard = sweep.standard.spec
+    print_setup(args.device, standard.training.precision, training_words(standard))
     print(f"{len(sweep.variants)} variants in {len(experiments)} distinct runs; standard ticket: run "
           f"{sweep.standard.run_id}; seeds {list(sweep.standard.spec.seeds)}", flush=True)
     started = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ticketlab.cli.common import add_data_dir, add_device, add_threads, apply_threads, csv_list, positive_int
+from ticketlab.cli.common import add_data_dir, add_device, add_threads, apply_threads, csv_list, positive_int, print_setup
 
 
 def _cmd_franken(args: argparse.Namespace) -> int:
@@ -12,7 +12,11 @@ def _cmd_franken(args: argparse.Namespace) -> int:
     from ticketlab.data import load_dataset
     from ticketlab.training.device import resolved_name
 
+    from ticketlab.schedules import recipe_name
+
     device = resolved_name(args.device)  # before any work: a device that is not here is a clear error
+    print_setup(args.device, "fp32", f"{recipe_name(args.model, args.dataset)}: A-ticket {args.levels} IMP levels x "
+                f"{args.iterations} iterations, B {args.b_iterations} iterations")
     apply_threads(args)
     data = load_dataset(args.dataset, args.data_dir)
     rows = []

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, positive_int
+from ticketlab.cli.common import add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, positive_int, print_setup
 
 
 def _cmd_zhou2019(args: argparse.Namespace) -> int:
@@ -19,6 +19,7 @@ def _cmd_zhou2019(args: argparse.Namespace) -> int:
     apply_threads(args)
     plan = Plan(networks=tuple(args.networks), epochs=args.epochs, dense_iterations=args.dense_iterations,
                 seed=args.seed, dataset=args.dataset)
+    print_setup(args.device, "fp32", "Zhou et al. (2019) Table 1's, per network")
     started = time.perf_counter()
     out = args.out or args.runs_dir / "zhou2019"
     print(f"Zhou et al. (2019) Table 1: {', '.join(plan.networks)}; cells in the store at {args.runs_dir}, "

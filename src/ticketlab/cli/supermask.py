@@ -6,7 +6,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_device, add_threads, apply_threads
+from ticketlab.cli.common import add_data_dir, add_device, add_threads, apply_threads, print_setup
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +43,7 @@ def _cmd_learn(args: argparse.Namespace) -> int:
     spec = paper_spec(args.learner, dwr=args.dwr, **{k: v for k, v in given.items() if v is not None})
     dataset = _dataset(args)
     schedule = spec.train_spec(len(dataset.train))
+    print_setup(args.device, "fp32", f"{spec.learner} supermask (Zhou et al. 2019; Ramanujan et al. 2020)")
     print(f"learning a {spec.learner} supermask of {args.model} on {dataset.name} over its "
           f"{WEIGHTS.get(spec.weights).title} weights"
           f"{' with DWR' if spec.dwr else ''}: {spec.epochs:g} epochs ({schedule.iterations} iterations), "
@@ -62,9 +63,11 @@ def _cmd_learn(args: argparse.Namespace) -> int:
 
 
 def _cmd_init_masks(args: argparse.Namespace) -> int:
+    from ticketlab.schedules import recipe_name
     from ticketlab.supermasks import init_mask_study
 
     dataset = _dataset(args)
+    print_setup(args.device, "fp32", recipe_name(args.model, dataset.name))
     study = init_mask_study(args.model, dataset, criterion=args.criterion, levels=args.levels, seed=args.seed,
                             initial=args.initial, trained=args.trained, iterations=args.iterations,
                             device=args.device)

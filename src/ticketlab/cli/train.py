@@ -6,69 +6,68 @@ import argparse
 import math
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_sparse_training, add_threads, apply_threads, seed_int
+from ticketlab.cli.common import (add_data_dir, add_device, add_sparse_training, add_threads, apply_threads, print_setup,
+                                  seed_int)
 from ticketlab.errors import TicketlabError
+
+# flag -> TrainingSpec field; an unset flag takes the network's recipe (the one `imp` uses).
+RECIPE_FLAGS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "iterations", "epochs", "eval_every",
+                "precision")
+
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from ticketlab.data.prepare import NORMALIZATIONS
-    from ticketlab.training import TrainSpec
     from ticketlab.training.spec import OPTIMIZERS
 
-    defaults = TrainSpec()
     parser.add_argument("--model", default="lenet_300_100", help="network (default: %(default)s)")
     parser.add_argument("--dataset", default="digits", help="data set (default: %(default)s)")
     parser.add_argument("--dataset-path", type=Path, help="image folder or archive, for --dataset imagefolder")
     add_data_dir(parser)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (default: %(default)s)")
-    parser.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument("--iterations", type=int, help="training steps (default: 5 epochs)")
+    group = parser.add_argument_group("training (default: the network's recipe, the same one `imp` uses)")
+    group.add_argument("--optimizer", choices=OPTIMIZERS)
+    group.add_argument("--lr", type=float, help="learning rate")
+    group.add_argument("--momentum", type=float, help="SGD momentum")
+    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--batch-size", type=int)
+    length = group.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=int, help="training steps")
     length.add_argument("--epochs", type=float, help="training length in passes over the training split")
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="evaluate every N steps (default: %(default)s)")
+    group.add_argument("--eval-every", type=int, help="evaluate every N steps")
+    group.add_argument("--precision", choices=("fp32", "bf16"),
+                       help="bf16: bfloat16 autocast, channels-last convs where safe (default fp32)")
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default="standard",
                         help="inputs to zero mean and unit variance, or to [0, 1] (default: %(default)s)")
     parser.add_argument("--val-size", type=int, help="examples held out of training for validation (default: per data set)")
     parser.add_argument("--seed", type=seed_int, default=0, help="seeds initialisation, split and batch order (default: %(default)s)")
     parser.add_argument("--mask", type=Path, help="a mask file (safetensors) to train the sparse network it keeps")
-    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="bf16: bfloat16 autocast, channels-last convs (default: %(default)s)")
+    add_device(parser, "the network trains", jobs=False)
     add_sparse_training(parser)
     add_threads(parser)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from ticketlab.data import load_dataset
+    from ticketlab.experiments.spec import training_recipe
     from ticketlab.masks import Mask
     from ticketlab.models import build_model
+    from ticketlab.schedules import recipe_name
     from ticketlab.training import Progress, TrainSpec, WeightConstraints, train
     from ticketlab.training.device import resolve_device
     from ticketlab.training.sparse_kernels import parse_sparse_training
 
-    # Checked before any data is loaded; the length is filled in once the data set's size is known.
-    spec = TrainSpec(
-        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
-        momentum=args.momentum, weight_decay=args.weight_decay, eval_every=args.eval_every,
-        precision=args.precision,
-        **({} if args.iterations is None else {"iterations": args.iterations}),
-    )
-    epochs = 5 if args.epochs is None else args.epochs
-    if not (math.isfinite(epochs) and epochs > 0):
-        raise TicketlabError(f"--epochs must be a positive number, got {epochs}")
+    given = {flag: getattr(args, flag) for flag in RECIPE_FLAGS if getattr(args, flag) is not None}
+    if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs > 0):
+        raise TicketlabError(f"--epochs must be a positive number, got {args.epochs}")
+    TrainSpec(**{k: v for k, v in given.items() if k != "epochs"})  # the flags checked before any data is loaded
     device = resolve_device(args.device)
     apply_threads(args)
     dataset = load_dataset(
         args.dataset, args.data_dir, val_size=args.val_size, seed=args.seed, path=args.dataset_path,
         normalization=args.normalization,
     )
+    spec = training_recipe(args.model, args.dataset, given, train_examples=len(dataset.train)).train_spec()
+    print_setup(args.device, spec.precision, f"{recipe_name(args.model, args.dataset)}: {spec.describe()}")
     steps_per_epoch = math.ceil(len(dataset.train) / spec.batch_size)
-    if args.iterations is None:
-        spec = dataclasses.replace(spec, iterations=max(1, round(epochs * steps_per_epoch)))
     iterations = spec.iterations
     model = build_model(args.model, dataset.input_shape, dataset.num_classes, seed=args.seed)
     constraints = None

@@ -39,6 +39,20 @@ class TrainSpec:
         defaults = TrainSpec.__dataclass_fields__
         return {k: v for k, v in values.items() if k not in ADDED_FIELDS or v != defaults[k].default}
 
+    def describe(self) -> str:
+        """The recipe in one line: optimizer, rate, batch, length, schedule, augmentation."""
+        optimizer = (f"Adam lr {self.lr:g}" if self.optimizer == "adam"
+                     else f"SGD lr {self.lr:g} momentum {self.momentum:g}")
+        parts = [optimizer + (f" weight decay {self.weight_decay:g}" if self.weight_decay else ""),
+                 f"batch {self.batch_size}", f"{self.iterations} iterations"]
+        if self.lr_schedule != "constant":
+            at = f" x{self.gamma:g} at {', '.join(map(str, self.milestones))}" if self.milestones else ""
+            parts.append(f"{self.lr_schedule} schedule{at}")
+        if self.warmup:
+            parts.append(f"{self.warmup} warm-up iterations")
+        parts.append("crop+flip augmentation" if self.augment else "no augmentation")
+        return ", ".join(parts)
+
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise SpecError(
