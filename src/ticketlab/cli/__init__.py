@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from ticketlab.cli import (
@@ -44,16 +45,32 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is: it unwinds as Ctrl-C does (locks released,
+    finished levels kept) and ends with the shell's code for it, 128 + 15."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         return args.run(args)
     except TicketlabError as error:
         print(f"ticketlab: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("ticketlab: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if isinstance(interrupt, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _discard_stdout() -> None:

@@ -10,18 +10,25 @@ from pathlib import Path
 from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_sparse_training, add_threads, apply_threads,
                                   positive_int)
 
+LARGE_SWEEP = 100
+"""Grid points above which a sweep runs only with --yes (or a yes at the terminal's prompt)."""
+
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from ticketlab.experiments import print_level
-    from ticketlab.experiments.sweep import load_sweep, plan_sweep, run_sweep, sweep_table
+    from ticketlab.experiments.sweep import load_sweep, plan_sweep, run_sweep, sweep_cost, sweep_table
     from ticketlab.store import ResultsStore
 
     apply_threads(args)
-    planned = plan_sweep(load_sweep(args.file), args.runs_dir, args.data_dir, device=args.device,
+    sweep = load_sweep(args.file)
+    if not (args.yes or args.report):
+        _confirm_size(args.file, sweep)
+    planned = plan_sweep(sweep, args.runs_dir, args.data_dir, device=args.device,
                          sparse_training=args.sparse_training)
     runs = planned.experiments()
     print(f"sweep {planned.sweep_id}{f' ({planned.sweep.name})' if planned.sweep.name else ''}: "
           f"{len(planned.runs)} grid points, {len(runs)} distinct runs, seeds {list(planned.seeds)}", flush=True)
+    print(sweep_cost(planned), flush=True)
     started = time.perf_counter()
     if not args.report:
         ran = run_sweep(planned, jobs=args.jobs, executor=args.executor, address=args.address,
@@ -32,6 +39,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"{sweep_table(store, planned)}")
     print(f"\nwall time {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _confirm_size(file: Path, sweep) -> None:
+    """Refuse a sweep of more than LARGE_SWEEP grid points unless the user says yes: at a
+    terminal by answering the prompt, elsewhere with --yes."""
+    from ticketlab.errors import TicketlabError
+    from ticketlab.experiments.sweep import spec_for
+
+    points = len(sweep.points())
+    if points <= LARGE_SWEEP:
+        return
+    seeds = len(spec_for(sweep, {}).seeds)
+    what = f"{points} grid points x {seeds} seeds is a large sweep ({points * seeds} replicates to train)"
+    if sys.stdin.isatty():
+        answer = input(f"sweep {file}: {what}; run it? [y/N] ")
+        if answer.strip().lower() in ("y", "yes"):
+            return
+        raise TicketlabError(f"sweep {file}: not started; add --yes to run it without asking")
+    raise TicketlabError(f"sweep {file}: {what}; check its [grid], then add --yes to run it")
 
 
 def add_commands(commands) -> None:
@@ -53,6 +79,8 @@ def add_commands(commands) -> None:
     add_sparse_training(parser)
     add_threads(parser)
     parser.add_argument("--report", action="store_true", help="train nothing: print the table from the store")
+    parser.add_argument("--yes", action="store_true",
+                        help=f"run a sweep of more than {LARGE_SWEEP} grid points without asking")
     add_data_dir(parser)
     add_runs_dir(parser)
     parser.set_defaults(run=_cmd_sweep)

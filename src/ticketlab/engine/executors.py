@@ -11,6 +11,7 @@ tasks it needs are finished, and the results land in the same store.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -77,6 +78,7 @@ def run_tasks(tasks: Sequence[Task], *, executor: str = "local", jobs: int = 1, 
     if jobs < 1:
         raise TicketlabError(f"jobs must be at least 1, got {jobs}")
     run = EXECUTORS.get(executor)
+    check_executor(executor, address)
     with held_locks(path for task in tasks for path in task.locks):
         if on_start is not None:
             on_start()
@@ -86,6 +88,20 @@ def run_tasks(tasks: Sequence[Task], *, executor: str = "local", jobs: int = 1, 
 
 
 EXECUTORS: Registry[Callable[..., int]] = Registry("executor")
+
+
+def check_executor(executor: str, address: str | None) -> None:
+    """Refuse, in seconds and before anything is recorded or locked, an executor that cannot
+    start: an unknown one, `address` without Ray, a Ray address where nothing listens.
+    ("auto", and an address while this process is already connected to Ray, are Ray's to judge.)"""
+    EXECUTORS.get(executor)  # unknown names list the valid ones
+    if address is None:
+        return
+    if executor != "ray":
+        raise TicketlabError("--address names a Ray cluster: use it with --executor ray")
+    ray = sys.modules.get("ray")
+    if address != "auto" and not (ray is not None and ray.is_initialized()):
+        _check_reachable(address)
 
 
 def _dispatch(graph: Graph, submit: Callable[[Task], Any], wait_any: Callable[[list], tuple[list, Any]],
@@ -122,8 +138,6 @@ def run_local(graph: Graph, *, jobs: int, address: str | None, on_event, on_done
     """In the driver when `jobs` is 1, else in `jobs` spawned worker processes, each on its
     own current CUDA device when `device` is CUDA (set before any task: spawned workers
     start with no CUDA context, which forked ones could not use)."""
-    if address is not None:
-        raise TicketlabError("--address names a Ray cluster: use it with --executor ray")
     if jobs == 1:
         context = Context(no_check, on_event, show_progress)
         pending: dict[int, Any] = {}
@@ -151,6 +165,10 @@ def run_local(graph: Graph, *, jobs: int, address: str | None, on_event, on_done
         except BrokenProcessPool:
             raise TicketlabError("a worker process died (killed, or out of memory); finished work is kept: "
                                  "run the same command again to continue") from None
+        except KeyboardInterrupt:  # Ctrl-C reaches the workers too, a SIGTERM only the driver: stop them, or
+            for process in list((pool._processes or {}).values()):  # leaving the pool waits for their tasks
+                process.terminate()
+            raise
 
 
 def _result(future):
@@ -180,9 +198,7 @@ def run_ray(graph: Graph, *, jobs: int, address: str | None, on_event, on_done, 
         raise TicketlabError("the ray executor needs Ray: pip install 'ticketlab[ray]'") from None
     started_here = not ray.is_initialized()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every finished level is news: print each one
-    if started_here:
-        if address and address != "auto":
-            _check_reachable(address)
+    if started_here:  # a HOST:PORT address was checked by `check_executor`
         began = time.perf_counter()
         options = dict(address=address) if address else dict(num_cpus=jobs)
         try:

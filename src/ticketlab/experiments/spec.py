@@ -253,7 +253,25 @@ def spec_from_dict(data: dict) -> ExperimentSpec:
     parts = {name: section_from_dict(cls, data.get(name, {}), name) for name, cls in sections.items()}
     seeds = _check_type(data.get("seeds", [0]), tuple[int, ...], "seeds")
     baselines = _check_type(data.get("baselines", []), tuple[str, ...], "baselines")
+    _check_counts(parts)
     return ExperimentSpec(seeds=seeds, baselines=baselines, **parts)
+
+
+# counts and lengths that must be positive (or >= 0) when set: checked on load, before any
+# of them divides or sizes something
+POSITIVE = {"training": ("batch_size", "iterations", "eval_every", "epochs"),
+            "method": ("batches", "rounds", "every", "window")}
+NON_NEGATIVE = {"training": ("warmup",)}
+
+
+def _check_counts(parts: dict) -> None:
+    for limits, low, wanted in ((POSITIVE, 0, "a positive {}"), (NON_NEGATIVE, -1, "an {} >= 0")):
+        for section, names in limits.items():
+            for name in names:
+                value = getattr(parts[section], name)
+                if value is not None and not (value > low and math.isfinite(value)):
+                    kind = "integer" if isinstance(value, int) else "number"
+                    raise SpecError(f"{section}.{name} must be {wanted.format(kind)}, got {value!r}")
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -438,6 +456,7 @@ def _resolved_training(spec: ExperimentSpec, train_examples: int | None = None) 
     then the spec's own fields. Fields added after the first release stay unset unless a recipe
     or the spec sets them, so old specs resolve (and hash) as before. Epoch counts become
     iterations at ceil(train_examples / batch_size) iterations per epoch."""
+    _check_counts({"training": spec.training, "method": spec.method})  # a spec built without spec_from_dict
     defaults = {k: v for k, v in dataclasses.asdict(TrainSpec()).items() if k not in NEW_TRAINING_FIELDS}
     defaults |= PAPER_TRAINING.get(spec.model.name, {})
     recipe = model_recipe(spec.model.name)

@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketlab.data import Dataset
+from ticketlab.engine.executors import check_executor
 from ticketlab.errors import SpecError
 from ticketlab.experiments.imp import LevelReport
 from ticketlab.experiments.runner import Experiment, prepare, run_experiments
 from ticketlab.experiments.spec import ExperimentSpec, load_spec, spec_from_dict
+from ticketlab.experiments.tasks import experiment_tasks
 from ticketlab.store import ResultsStore
 from ticketlab.store.report import Summary, summarise
 
@@ -60,6 +62,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise SpecError(f"sweep file {path} does not exist") from None
     except UnicodeDecodeError:
         raise SpecError(f"sweep file {path} is not a text (TOML) file") from None
+    except IsADirectoryError:
+        raise SpecError(f"sweep file {path} is a folder; give the sweep's TOML file, e.g. {path / 'sweep.toml'}") from None
+    except OSError as error:
+        raise SpecError(f"sweep file {path} cannot be read: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"sweep file {path} is not valid TOML: {error}") from None
     unknown = set(data) - {"name", "base", "spec", "grid"}
@@ -180,10 +186,41 @@ def plan_sweep(sweep: SweepSpec, runs_dir: str | Path, data_dir: str | Path | No
     return PlannedSweep(sweep, tuple(runs))
 
 
+def sweep_cost(planned: PlannedSweep) -> str:
+    """One line on what running `planned` costs: its tasks (those done already left out), the
+    level trainings they hold at most (about runs x seeds x levels), and, once the store holds
+    finished levels of these runs, a time estimate at their mean seconds per level training."""
+    experiments = planned.experiments()
+    runs_dir = experiments[0].runs_dir
+    tasks = {task.key: task for experiment in experiments for task in experiment_tasks(experiment)}
+    started = runs_dir.is_dir()  # in a new folder nothing is done, and nothing is created here
+    pending = [task for task in tasks.values() if not (started and task.done())]
+    # a branch's level 0 is the dense task's; a one-level task trains one level
+    trainings = sum(sum(level > 0 for level in task.levels()) or 1 if hasattr(task, "levels") else 1
+                    for task in pending)
+    levels = max(e.spec.pruning.levels + 1 if e.spec.method.name == "imp" else 1 for e in experiments)
+    line = (f"{len(pending)} of {len(tasks)} tasks to run: up to {trainings} level trainings "
+            f"({len(experiments)} runs x {len(planned.seeds)} seeds x {levels} levels)")
+    if pending and started:
+        store = ResultsStore(runs_dir, readonly=True)
+        seconds = [row.seconds for e in experiments for row in store.levels(e.run_id) if row.seconds > 0]
+        if seconds:
+            each = sum(seconds) / len(seconds)
+            line += f"; about {_duration(each * trainings)} at {each:.1f} s per level training (measured)"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def run_sweep(planned: PlannedSweep, *, jobs: int = 1, executor: str = "local", address: str | None = None,
               report: LevelReport | None = None, show_progress: bool = False) -> int:
     """Record the sweep and run (or resume) all its runs as one set of tasks; returns how
     many tasks ran."""
+    check_executor(executor, address)  # an unreachable cluster records no sweep
     ResultsStore(planned.runs[0][1].runs_dir).add_sweep(
         planned.sweep_id, {"name": planned.sweep.name, "base": planned.sweep.base, "grid": planned.sweep.grid},
         {experiment.run_id: point for point, experiment in planned.runs})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,8 +285,22 @@ def export(runs_dir: str | Path, run: str, level: int, fmt: str, out: str | Path
 
 
 def _target(out: Path) -> Path:
+    """`out` if it is a new path or a regular file (replaced on success); anything else (a
+    folder, a symlink, a FIFO, a device) is refused before anything is written."""
     if out.is_dir():
         raise TicketlabError(f"--out {out} is a folder; give a file name, e.g. {out / 'ticket.safetensors'}")
+    try:
+        mode = os.lstat(out).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise TicketlabError(f"--out {out} cannot be checked: {error.strerror or error}; give another path") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
+                "a special file")
+        raise TicketlabError(f"--out {out} is {kind}, not a regular file; export writes a new file or replaces "
+                             "a regular one: give another path")
     if not out.parent.is_dir():
         raise TicketlabError(f"--out {out}: the folder {out.parent} does not exist; create it or give another path")
     return out

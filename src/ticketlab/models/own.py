@@ -12,6 +12,8 @@ PYTHONPATH). The network it returns learns what the papers' networks know:
   are re-drawn from `init_scheme` ("kaiming_normal" unless the class sets it), biases zeroed,
   batch-norm scales drawn from U(0, 1), as for the CIFAR networks.
 A class may define `prunable_names()` / `layer_kind()` itself; its own methods win.
+Once built, the network runs one batch of two zero inputs: it must return logits of shape
+(2, num_classes), else the build fails with a clear error, before anything is recorded.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def own_factory(name: str):
         raise TicketlabError(f"model {name!r}: an own model is named 'package.module:callable'")
     try:
         module = importlib.import_module(module_name)
-    except Exception as error:  # an import can fail in any way: report it as a ticketlab error
+    except (Exception, SystemExit) as error:  # an import can fail in any way: report it as a ticketlab error
         raise TicketlabError(
             f"model {name!r}: cannot import module {module_name!r} ({type(error).__name__}: {error}); "
             "is it on PYTHONPATH (for every worker process too)?"
@@ -76,7 +78,7 @@ def own_factory(name: str):
                 model = builder(tuple(input_shape), num_classes)
             except TicketlabError:
                 raise
-            except Exception as error:
+            except (Exception, SystemExit) as error:  # sys.exit() in a builder is a failure, not a quiet exit
                 raise TicketlabError(f"model {name!r}: building it failed ({type(error).__name__}: {error})") from None
         if not isinstance(model, nn.Module):
             raise TicketlabError(f"model {name!r}: {attr}(input_shape, num_classes) returned "
@@ -87,6 +89,32 @@ def own_factory(name: str):
         if not model.prunable_names():
             raise TicketlabError(f"model {name!r} has nothing to prune: no Linear or Conv1d/2d/3d layer with a "
                                  "weight parameter")
+        _check_output(model, name, tuple(input_shape), num_classes, seed)
         return model
 
     return build
+
+
+def _check_output(model: nn.Module, name: str, input_shape: tuple, num_classes: int, seed: int) -> None:
+    """One forward pass on a batch of two zero inputs, in eval mode (no batch-norm statistics
+    change) and on a forked generator: the logits must have shape (2, num_classes), so that a
+    wrong head is refused before anything is recorded, not as an IndexError in training."""
+    batch = 2
+    was_training = model.training
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        model.eval()
+        try:
+            output = model(torch.zeros((batch, *input_shape)))
+        except (Exception, SystemExit) as error:
+            raise TicketlabError(f"model {name!r}: a forward pass on a batch of {batch} inputs of shape "
+                                 f"{input_shape} failed ({type(error).__name__}: {error}); the network must "
+                                 "take inputs of the data set's shape") from None
+        finally:
+            model.train(was_training)
+    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+    if shape != (batch, num_classes):
+        got = f"outputs of shape {shape}" if shape is not None else f"a {type(output).__name__}"
+        raise TicketlabError(f"model {name!r} gives {got} for a batch of {batch} inputs of shape {input_shape}; "
+                             f"expected ({batch}, {num_classes}): one logit per class of the data set "
+                             f"({num_classes} classes)")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ticketlab.data import check_files, fetch, resolve_data_dir
 from ticketlab.engine import run_tasks
+from ticketlab.engine.executors import check_executor
 from ticketlab.errors import DataError, TicketlabError
 from ticketlab.store import ResultsStore
 from ticketlab.supermasks.cells import STUDY, CellTask, import_legacy_cells, load_result
@@ -76,6 +77,7 @@ def reproduce(plan: Plan, runs_dir: str | Path, *, data_dir: str | Path | None =
     data_dir = Path(data_dir) if data_dir else None
     if jobs < 1:
         raise TicketlabError(f"jobs must be at least 1, got {jobs}")
+    check_executor(executor, address)  # before the store is opened or written
     device = resolved_name(device)
     datasets, notes = choose_datasets(plan, data_dir)
     cells = plan.cells(datasets)
