@@ -41,10 +41,18 @@ def results(runs_dir):
     return rows, files
 
 
-@pytest.mark.parametrize("kill_after_levels", [3, 14])
-def test_kill_9_then_rerun_gives_the_uninterrupted_results(tmp_path, kill_after_levels):
-    reference = ticketlab(tmp_path / "reference", *COMMAND)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The command's results run once without interruption, for every kill point to compare with."""
+    runs_dir = tmp_path_factory.mktemp("reference")
+    reference = ticketlab(runs_dir, *COMMAND)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    return results(runs_dir)
+
+
+@pytest.mark.xdist_group("kill_9")  # one worker runs both, so the uninterrupted run is made once
+@pytest.mark.parametrize("kill_after_levels", [3, 14])
+def test_kill_9_then_rerun_gives_the_uninterrupted_results(tmp_path, kill_after_levels, uninterrupted):
 
     interrupted = tmp_path / "interrupted"
     victim = ticketlab(interrupted, *COMMAND)
@@ -61,7 +69,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_results(tmp_path, kill_after_
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert out.count(" level ") <= 26 - done_before + 1  # finished levels were not recomputed
-    assert results(interrupted) == results(tmp_path / "reference")
+    assert results(interrupted) == uninterrupted
 
 
 def _write_run(runs_dir: str, index: int) -> None:

@@ -491,3 +491,12 @@ def _resolved_training(spec: ExperimentSpec, train_examples: int | None = None) 
     resolved = TrainingSpec(**merged)
     resolved.train_spec()  # validates, naming the field
     return resolved
+
+
+def training_recipe(model_name: str, dataset_name: str, given: dict | None = None,
+                    train_examples: int | None = None) -> TrainingSpec:
+    """The training schedule `imp` would use for `model_name` on `dataset_name`, with the fields
+    in `given` set: one recipe per network, whichever command trains it (`ticketlab train` too)."""
+    spec = ExperimentSpec(model=ModelSpec(name=model_name), data=DataSpec(name=dataset_name),
+                          training=TrainingSpec(**(given or {})))
+    return _resolved_training(spec, train_examples)
