@@ -96,7 +96,7 @@ def test_a_sweep_runs_resumes_and_tabulates(tmp_path, capsys):
     assert "0 tasks ran" in again and again[again.index("| pruning.criterion"):again.index("wall time")] == table
     assert main(["runs", "--runs-dir", str(runs)]) == 0
     listing = capsys.readouterr().out
-    sweep_id = out.split()[1]
+    sweep_id = next(line for line in out.splitlines() if line.startswith("sweep ")).split()[1]
     assert listing.count(sweep_id) == 2
     plan = plan_sweep(load_sweep(path), runs)
     assert plan.sweep_id == sweep_id

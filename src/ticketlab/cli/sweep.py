@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_sparse_training, add_threads, apply_threads,
-                                  positive_int)
+                                  positive_int, print_setup)
 
 LARGE_SWEEP = 100
 """Grid points above which a sweep runs only with --yes (or a yes at the terminal's prompt)."""
@@ -26,6 +26,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     planned = plan_sweep(sweep, args.runs_dir, args.data_dir, device=args.device,
                          sparse_training=args.sparse_training)
     runs = planned.experiments()
+    print_setup(args.device, "each grid point's", "each grid point's resolved spec (spec.toml in its run folder)")
     print(f"sweep {planned.sweep_id}{f' ({planned.sweep.name})' if planned.sweep.name else ''}: "
           f"{len(planned.runs)} grid points, {len(runs)} distinct runs, seeds {list(planned.seeds)}", flush=True)
     print(sweep_cost(planned), flush=True)
