@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from tests.tinydata import make_tiny_dataset
+from tinydata import make_tiny_dataset
+from ticketlab.analysis import stability
 from ticketlab.analysis.stability import (
-    copy_seed, error_barrier, interpolate, linear_path, recompute_batchnorm, train_copies, train_copy, weights_at,
+    CSV_NAME, STUDY_FOLDER, copy_seed, dense_instability, error_barrier, interpolate, linear_path,
+    recompute_batchnorm, train_copies, train_copy, weights_at,
 )
 from ticketlab.data import Split
 from ticketlab.errors import TicketlabError
@@ -71,7 +73,8 @@ def test_interpolation_of_masked_weights_stays_masked():
         for name, keep in mask.items():
             assert torch.equal(mixed[name][~keep], torch.zeros(int((~keep).sum())))
             assert mixed[name][keep].abs().min() > 0
-    assert torch.equal(interpolate(a, b, 1.0, mask)["fc1.weight"][mask["fc1.weight"]], b["fc1.weight"][mask["fc1.weight"]])
+    keep = mask["fc1.weight"]
+    assert torch.equal(interpolate(a, b, 1.0, mask)["fc1.weight"][keep], b["fc1.weight"][keep])
 
 
 def test_integer_buffers_come_from_the_first_network():
@@ -237,3 +240,100 @@ def test_bad_counts():
     for points in (1, 0, True):
         with pytest.raises(TicketlabError, match="points must be an integer of at least 2"):
             linear_path(lenet, state, state, data, points=points)
+
+
+# ---- the dense network of a stored run (library and `ticketlab stability`)
+
+@pytest.fixture(scope="module")
+def stored_run(tmp_path_factory):
+    """A finished digits run (LeNet, 20 iterations, late rewinding to 5, one pruning level)."""
+    from ticketlab.experiments import prepare, run_experiment, spec_from_dict
+
+    runs = tmp_path_factory.mktemp("runs")
+    spec = spec_from_dict({"training": {"iterations": 20, "eval_every": 10, "batch_size": 32},
+                           "pruning": {"levels": 1}, "rewind": {"iteration": 5}})
+    experiment, dataset = prepare(spec, runs)
+    run_experiment(experiment, dataset=dataset)
+    return runs, experiment, dataset
+
+
+def test_replayed_weights_at_k_are_the_stored_rewind_point(stored_run):
+    from ticketlab.store import load_tensors
+
+    runs, experiment, dataset = stored_run
+    root = runs / experiment.run_id / "seed_0"
+    model = build_model("lenet_300_100", dataset.input_shape, dataset.num_classes, seed=0)
+    model.load_state_dict(load_tensors(root / "init.safetensors"))
+    replayed = weights_at(model, dataset, experiment.spec.training.train_spec(), 5, seed=0)
+    stored = load_tensors(root / "rewind.safetensors")
+    assert all(torch.equal(replayed[n], stored[n]) for n in stored)
+
+
+def test_a_study_stores_its_copies_and_paths_and_resumes(stored_run, tmp_path, monkeypatch):
+    import shutil
+
+    runs, experiment, dataset = stored_run
+    runs = shutil.copytree(runs, tmp_path / "runs")
+    first = dense_instability(runs, experiment.run_id[:6], [0, 8], points=3, dataset=dataset)
+    assert [(r.seed, r.k) for r in first] == [(0, 0), (0, 8)]
+    folder = runs / experiment.run_id / "seed_0" / STUDY_FOLDER / "k_8"
+    assert first[1].folder == folder and first[1].pairs == [(0, 1)]
+    csv_text = (runs / experiment.run_id / CSV_NAME).read_text()
+    assert csv_text.count("\n") == 3 and csv_text.startswith("seed,k,copies,points,bn_batches,test_barrier")
+    path = first[1].paths[0]
+    assert path.test_barrier == error_barrier(path.test_error) >= 0
+    # a study cut off after copy 0 of k = 8: only copy 1 trains again, and the numbers are the same
+    copy0 = (folder / "copy_0.safetensors").read_bytes()
+    (folder / "copy_1.safetensors").unlink()
+    (folder / "path_0_1.json").unlink()
+    trained = []
+    real = stability.train_copy
+    monkeypatch.setattr(stability, "train_copy", lambda *a, **kw: trained.append((kw["copy"])) or real(*a, **kw))
+    again = dense_instability(runs, experiment.run_id, [0, 8], points=3, dataset=dataset)
+    assert trained == [1]
+    assert (folder / "copy_0.safetensors").read_bytes() == copy0
+    assert [r.row() for r in again] == [r.row() for r in first]
+    assert (runs / experiment.run_id / CSV_NAME).read_text() == csv_text
+
+
+def test_the_command_prints_a_table_of_barriers(stored_run, tmp_path, capsys):
+    import shutil
+
+    from ticketlab.cli import main
+
+    runs, experiment, _ = stored_run
+    runs = shutil.copytree(runs, tmp_path / "runs")
+    code = main(["stability", experiment.run_id[:6], "--rewind-iterations", "5", "--points", "2",
+                 "--runs-dir", str(runs), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "test barrier" in out and CSV_NAME in out
+    (row,) = [line.split() for line in out.splitlines() if line.split()[:2] == ["0", "5"]]
+    stored = (runs / experiment.run_id / CSV_NAME).read_text().splitlines()[1].split(",")
+    assert row[3] == f"{float(stored[5]):.2%}"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--rewind-iterations", "20"], "beyond the schedule"),
+    (["--rewind-iterations", "0", "--copies", "1"], "copies must be an integer of at least 2"),
+    (["--rewind-iterations", "0", "--points", "1"], "points must be an integer of at least 2"),
+    (["--rewind-iterations", "0", "--seeds", "3"], "has no seed 3"),
+])
+def test_the_command_refuses_bad_input_in_one_line(stored_run, capsys, arguments, message):
+    from ticketlab.cli import main
+
+    runs, experiment, _ = stored_run
+    assert main(["stability", experiment.run_id, "--runs-dir", str(runs), *arguments]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (runs / experiment.run_id / CSV_NAME).exists()
+
+
+def test_a_run_without_stored_initial_weights_is_refused(stored_run, tmp_path):
+    import shutil
+
+    runs, experiment, dataset = stored_run
+    runs = shutil.copytree(runs, tmp_path / "runs")
+    (runs / experiment.run_id / "seed_0" / "init.safetensors").unlink()
+    with pytest.raises(TicketlabError, match="no stored initial weights"):
+        dense_instability(runs, experiment.run_id, [3], points=2, dataset=dataset)

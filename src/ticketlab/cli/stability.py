@@ -1,0 +1,57 @@
+"""`ticketlab stability`: instability of a stored run's dense network at rewind points k
+(Frankle et al. 2020, linear mode connectivity)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ticketlab.cli.common import (
+    add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, csv_list, nonnegative_int, positive_int,
+    print_setup, seed_int,
+)
+
+
+def _cmd_stability(args: argparse.Namespace) -> int:
+    from ticketlab.analysis.stability import CSV_NAME, STUDY_FOLDER, dense_instability
+    from ticketlab.training.device import resolve_device
+
+    apply_threads(args)
+    print_setup(args.device)
+    print(f"{'seed':>4} {'k':>7} {'copies':>6} {'test barrier':>12} {'train barrier':>13} {'end test err':>12}",
+          flush=True)
+
+    def report(result) -> None:
+        row = result.row()
+        print(f"{row['seed']:>4} {row['k']:>7} {row['copies']:>6} {row['test_barrier']:>12.2%} "
+              f"{row['train_barrier']:>13.2%} {row['endpoint_test_error']:>12.2%}", flush=True)
+
+    results = dense_instability(args.runs_dir, args.run_id, args.rewind_iterations, copies=args.copies,
+                                points=args.points, seeds=args.seeds, data_dir=args.data_dir,
+                                device=resolve_device(args.device), report=report)
+    print(f"\nwrote {results[0].folder.parents[3] / CSV_NAME} and the copies and paths under "
+          f"seed_<s>/{STUDY_FOLDER}/")
+    return 0
+
+
+def add_commands(commands) -> None:
+    parser = commands.add_parser(
+        "stability", help="instability (linear mode connectivity) of a run's dense network at rewind points k",
+        description="Frankle et al. 2020, 'Linear Mode Connectivity and the Lottery Ticket Hypothesis': from the "
+        "dense network's weights at each iteration k, train --copies copies to the end of the run's schedule "
+        "under different data order and augmentation, evaluate the straight line between each pair at --points "
+        "evenly spaced alphas (batch-norm statistics recomputed at each), and print the error barrier: the "
+        "highest error on the line minus the mean of its ends' errors. Copies and paths are kept beside the run; "
+        "a rerun retrains only what is missing.")
+    parser.add_argument("run_id", metavar="RUN", help="run id (a unique prefix is enough)")
+    parser.add_argument("--rewind-iterations", type=csv_list(nonnegative_int), required=True, metavar="K,K,...",
+                        help="iterations k to measure at, e.g. 0,100,500,2000 (each below the schedule's end)")
+    parser.add_argument("--copies", type=positive_int, default=2,
+                        help="copies per k, at least 2; every pair is a path (default: %(default)s)")
+    parser.add_argument("--points", type=positive_int, default=30,
+                        help="evenly spaced alphas in [0, 1], ends included, at least 2 (default: %(default)s)")
+    parser.add_argument("--seeds", type=csv_list(seed_int), help="which of the run's seeds (default: all)")
+    add_runs_dir(parser)
+    add_data_dir(parser)
+    add_device(parser, "copies train and paths are evaluated", jobs=False)
+    add_threads(parser)
+    parser.set_defaults(run=_cmd_stability)
