@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from tinydata import make_tiny_dataset
-from ticketlab.analysis import stability
+from ticketlab.analysis import stability_study
 from ticketlab.analysis.stability import (
-    CSV_NAME, STUDY_FOLDER, copy_seed, dense_instability, error_barrier, interpolate, linear_path,
-    recompute_batchnorm, train_copies, train_copy, weights_at,
+    copy_seed, error_barrier, interpolate, linear_path, recompute_batchnorm, train_copies, train_copy, weights_at,
 )
+from ticketlab.analysis.stability_study import CSV_NAME, STUDY_FOLDER, instability_study
 from ticketlab.data import Split
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
@@ -274,12 +274,12 @@ def test_a_study_stores_its_copies_and_paths_and_resumes(stored_run, tmp_path, m
 
     runs, experiment, dataset = stored_run
     runs = shutil.copytree(runs, tmp_path / "runs")
-    first = dense_instability(runs, experiment.run_id[:6], [0, 8], points=3, dataset=dataset)
-    assert [(r.seed, r.k) for r in first] == [(0, 0), (0, 8)]
-    folder = runs / experiment.run_id / "seed_0" / STUDY_FOLDER / "k_8"
+    first = instability_study(runs, experiment.run_id[:6], [0, 8], points=3, dataset=dataset)
+    assert [(r.seed, r.subject.label, r.k) for r in first] == [(0, "dense", 0), (0, "dense", 8)]
+    folder = runs / experiment.run_id / "seed_0" / STUDY_FOLDER / "imp" / "level_0" / "k_8"
     assert first[1].folder == folder and first[1].pairs == [(0, 1)]
     csv_text = (runs / experiment.run_id / CSV_NAME).read_text()
-    assert csv_text.count("\n") == 3 and csv_text.startswith("seed,k,copies,points,bn_batches,test_barrier")
+    assert csv_text.count("\n") == 3 and csv_text.startswith("seed,branch,level,density,k,copies,points,bn_batches,test_barrier")
     path = first[1].paths[0]
     assert path.test_barrier == error_barrier(path.test_error) >= 0
     # a study cut off after copy 0 of k = 8: only copy 1 trains again, and the numbers are the same
@@ -287,9 +287,9 @@ def test_a_study_stores_its_copies_and_paths_and_resumes(stored_run, tmp_path, m
     (folder / "copy_1.safetensors").unlink()
     (folder / "path_0_1.json").unlink()
     trained = []
-    real = stability.train_copy
-    monkeypatch.setattr(stability, "train_copy", lambda *a, **kw: trained.append((kw["copy"])) or real(*a, **kw))
-    again = dense_instability(runs, experiment.run_id, [0, 8], points=3, dataset=dataset)
+    real = stability_study.train_copy
+    monkeypatch.setattr(stability_study, "train_copy", lambda *a, **kw: trained.append((kw["copy"])) or real(*a, **kw))
+    again = instability_study(runs, experiment.run_id, [0, 8], points=3, dataset=dataset)
     assert trained == [1]
     assert (folder / "copy_0.safetensors").read_bytes() == copy0
     assert [r.row() for r in again] == [r.row() for r in first]
@@ -308,9 +308,9 @@ def test_the_command_prints_a_table_of_barriers(stored_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "test barrier" in out and CSV_NAME in out
-    (row,) = [line.split() for line in out.splitlines() if line.split()[:2] == ["0", "5"]]
+    (row,) = [line.split() for line in out.splitlines() if line.split()[:2] == ["0", "dense"]]
     stored = (runs / experiment.run_id / CSV_NAME).read_text().splitlines()[1].split(",")
-    assert row[3] == f"{float(stored[5]):.2%}"
+    assert row[4] == "5" and row[6] == f"{float(stored[8]):.2%}"
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -336,4 +336,4 @@ def test_a_run_without_stored_initial_weights_is_refused(stored_run, tmp_path):
     runs = shutil.copytree(runs, tmp_path / "runs")
     (runs / experiment.run_id / "seed_0" / "init.safetensors").unlink()
     with pytest.raises(TicketlabError, match="no stored initial weights"):
-        dense_instability(runs, experiment.run_id, [3], points=2, dataset=dataset)
+        instability_study(runs, experiment.run_id, [3], points=2, dataset=dataset)

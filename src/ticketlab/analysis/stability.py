@@ -13,20 +13,17 @@ noise*. The paper finds IMP tickets match the dense network exactly when they ar
 
 Pieces: `weights_at` (the dense run's weights at k, by replaying its first k iterations),
 `train_copies` (the copies), `interpolate`, `recompute_batchnorm`, `linear_path` (errors and
-losses along the line) and `error_barrier`; `dense_instability` runs them for the dense network
-of a stored run and keeps its files beside the run, resumable (`ticketlab stability`).
+losses along the line) and `error_barrier`. `analysis.stability_study` runs them for the dense
+network, the tickets and the baselines of a stored run, its files beside the run, resumable
+(`ticketlab stability`).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -35,13 +32,8 @@ from ticketlab.data import BatchIterator, Dataset, Split
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
 from ticketlab.seeds import derived_seed
-from ticketlab.store import ResultsStore, atomic_write_bytes, load_tensors, save_tensors, sha256_file
-from ticketlab.store.sidecars import checksum_file, read_checksum, write_checksum
 from ticketlab.training import TrainSpec, WeightConstraints, evaluate, train
 from ticketlab.training.lr import lr_factor as schedule_factor
-
-if TYPE_CHECKING:
-    from ticketlab.experiments.imp import Replicate
 
 State = dict[str, torch.Tensor]
 ModelFn = Callable[[], nn.Module]
@@ -279,172 +271,3 @@ def train_copies(model_fn: ModelFn, start: State, dataset: Dataset, schedule: Tr
     check_iteration(k, schedule)
     return [train_copy(model_fn, start, dataset, schedule, k, seed=seed, copy=c, mask=mask, held=held,
                        device=device) for c in range(copies)]
-
-
-# ---- the dense network of a stored run, with its files beside the run
-
-@dataclass(frozen=True)
-class Instability:
-    """The copies of one seed's dense network from iteration k and the linear path of every pair
-    of them; `test_barrier`/`train_barrier` are the mean over pairs (the paper's instability)."""
-
-    seed: int
-    k: int
-    copy_seeds: list[int]
-    copy_test_acc: list[float]
-    pairs: list[tuple[int, int]]
-    paths: list[LinearPath]
-    folder: Path
-
-    @property
-    def test_barrier(self) -> float:
-        return sum(p.test_barrier for p in self.paths) / len(self.paths)
-
-    @property
-    def train_barrier(self) -> float:
-        return sum(p.train_barrier for p in self.paths) / len(self.paths)
-
-    def row(self) -> dict:
-        """The CSV row: seed, k, copies, points, barriers, the endpoints' mean test error."""
-        ends = [(p.test_error[0] + p.test_error[-1]) / 2 for p in self.paths]
-        return {"seed": self.seed, "k": self.k, "copies": len(self.copy_seeds), "points": len(self.paths[0].alphas),
-                "bn_batches": self.paths[0].bn_batches, "test_barrier": self.test_barrier,
-                "train_barrier": self.train_barrier, "endpoint_test_error": sum(ends) / len(ends)}
-
-
-STUDY_FOLDER = "stability/dense"  # under each seed's folder: k_<k>/copy_<c>.safetensors, k_<k>/path_<a>_<b>.json
-CSV_NAME = "stability_dense.csv"  # in the run's folder: one row per (seed, k)
-
-
-def _verified(path: Path) -> dict[str, torch.Tensor] | None:
-    """The tensors at `path` when its `.sha256` sidecar matches (a copy finished and intact)."""
-    sidecar = checksum_file(path.parent, path.name)
-    if not path.is_file() or not sidecar.is_file() or read_checksum(sidecar) != sha256_file(path):
-        return None
-    return load_tensors(path)
-
-
-def _save_verified(path: Path, tensors: State, metadata: dict[str, str]) -> None:
-    """Tensors, then their sidecar (`ticketlab store repair` records them as the run's artifacts)."""
-    write_checksum(path.parent, path.name, save_tensors(path, tensors, metadata))
-
-
-def _start_weights(replicate: Replicate, k: int, schedule: TrainSpec, device) -> State:
-    """The dense network's weights at k: the stored initial weights (k = 0) or rewind point (k =
-    the run's rewind iteration), else the dense run's first k iterations replayed from init."""
-    init = replicate.load(replicate.root / "init.safetensors")
-    if init is None:
-        raise TicketlabError(f"run {replicate.run_id} seed {replicate.seed} has no stored initial weights "
-                             f"({replicate.root / 'init.safetensors'} is missing or does not verify); run it first")
-    if k == 0:
-        return init
-    if k == replicate.spec.rewind.iteration:
-        stored = replicate.load(replicate.root / "rewind.safetensors")
-        if stored is not None:
-            return stored
-    model = replicate.new_model(replicate.seed)
-    model.load_state_dict(init)
-    return weights_at(model, replicate.dataset, schedule, k, seed=replicate.seed, device=device)
-
-
-def _instability_at(replicate: Replicate, k: int, schedule: TrainSpec, copies: int, points: int, device,
-                    model_fn: ModelFn) -> Instability:
-    folder = replicate.root / STUDY_FOLDER / f"k_{k}"
-    finals, shas, accuracies, start = [], [], [], None
-    for c in range(copies):
-        path = folder / f"copy_{c}.safetensors"
-        weights = _verified(path)
-        if weights is None:  # not trained yet, or cut off: (re)train this copy only
-            if start is None:
-                start = _start_weights(replicate, k, schedule, device)
-            trained = train_copy(model_fn, start, replicate.dataset, schedule, k, seed=replicate.seed, copy=c,
-                                 device=device)
-            weights = trained.weights
-            _save_verified(path, weights, {"run_id": replicate.run_id, "seed": str(replicate.seed), "k": str(k),
-                                           "copy": str(c), "copy_seed": str(trained.seed)})
-        finals.append(weights)
-        shas.append(sha256_file(path))
-        model = model_fn()
-        model.load_state_dict(weights)
-        device_here = next(model.parameters()).device
-        accuracies.append(evaluate(model, replicate.dataset.test.x.to(device_here),
-                                   replicate.dataset.test.y.to(device_here))[1])
-    pairs = [(a, b) for a in range(copies) for b in range(a + 1, copies)]
-    paths = []
-    for a, b in pairs:
-        record = folder / f"path_{a}_{b}.json"
-        stored = json.loads(record.read_text()) if record.is_file() else {}
-        if stored.get("copies_sha256") == [shas[a], shas[b]] and len(stored.get("alphas", ())) == points:
-            fields = {f.name: stored[f.name] for f in dataclasses.fields(LinearPath)}
-            paths.append(LinearPath(**fields))
-            continue
-        path = linear_path(model_fn, finals[a], finals[b], replicate.dataset, points=points, seed=replicate.seed)
-        atomic_write_bytes(record, json.dumps(path.to_dict() | {
-            "seed": replicate.seed, "k": k, "copies": [a, b], "copy_seeds": [copy_seed(replicate.seed, a),
-                                                                            copy_seed(replicate.seed, b)],
-            "copies_sha256": [shas[a], shas[b]]}, indent=1).encode())
-        paths.append(path)
-    return Instability(replicate.seed, k, [copy_seed(replicate.seed, c) for c in range(copies)], accuracies,
-                       pairs, paths, folder)
-
-
-def dense_instability(runs_dir: str | Path, run: str, ks: Sequence[int], *, copies: int = DEFAULT_COPIES,
-                      points: int = DEFAULT_POINTS, seeds: Sequence[int] | None = None,
-                      data_dir: str | Path | None = None, dataset: Dataset | None = None,
-                      device: torch.device | str | None = None,
-                      report: Callable[[Instability], None] | None = None) -> list[Instability]:
-    """The instability of a stored run's dense network at each k of `ks`, per seed (default:
-    the run's seeds): `copies` copies from its weights at k, trained to the end of the run's
-    schedule, and the linear path of every pair. Files go under
-    `<run>/seed_<s>/stability/dense/k_<k>/` (copies as safetensors with a `.sha256` sidecar,
-    paths as JSON) and one CSV row per (seed, k) into `<run>/stability_dense.csv`; a copy whose
-    file verifies is not retrained and a path whose copies are unchanged is not re-evaluated,
-    so an interrupted study resumes. Every input is checked before any training."""
-    from ticketlab.experiments import spec_from_dict
-    from ticketlab.experiments.imp import Replicate
-    from ticketlab.experiments.tasks import load_data
-    from ticketlab.store.report import resolve_run
-
-    _check_count("copies", copies, 2)
-    _check_count("points", points, 2)
-    store = ResultsStore(runs_dir, readonly=True)
-    run_id = resolve_run(store, run)
-    spec = spec_from_dict({k: v for k, v in (store.run_spec(run_id) or {}).items() if k != "identity"})
-    schedule = spec.training.train_spec()
-    ks = list(dict.fromkeys(ks))
-    if not ks:
-        raise TicketlabError("give at least one rewind iteration k")
-    for k in ks:
-        check_iteration(k, schedule)
-    seeds = list(spec.seeds) if seeds is None else list(dict.fromkeys(seeds))
-    unknown = [s for s in seeds if s not in spec.seeds]
-    if unknown:
-        raise TicketlabError(f"run {run_id} has no seed {', '.join(map(str, unknown))}; its seeds: "
-                             f"{', '.join(map(str, spec.seeds))}")
-    if dataset is None:
-        dataset = load_data(spec, Path(data_dir) if data_dir is not None else None)
-    results = []
-    for seed in seeds:
-        replicate = Replicate(spec, run_id, seed, store, dataset)
-        model_fn = (lambda: replicate.new_model(0)) if device is None else (lambda: replicate.new_model(0).to(device))
-        for k in ks:
-            result = _instability_at(replicate, k, schedule, copies, points, device, model_fn)
-            results.append(result)
-            _write_csv(store.runs_dir / run_id / CSV_NAME, results)
-            if report is not None:
-                report(result)
-    return results
-
-
-def _write_csv(path: Path, results: Sequence[Instability]) -> None:
-    """The rows of this study, merged with the rows the file holds for other (seed, k)."""
-    rows = {}
-    if path.is_file():
-        rows = {(int(r["seed"]), int(r["k"])): r for r in csv.DictReader(io.StringIO(path.read_text()))}
-    rows.update({(r.seed, r.k): r.row() for r in results})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(results[0].row()), lineterminator="\n")
-    writer.writeheader()
-    for key in sorted(rows):
-        writer.writerow(rows[key])
-    atomic_write_bytes(path, out.getvalue().encode())

@@ -1,5 +1,5 @@
-"""`ticketlab stability`: instability of a stored run's dense network at rewind points k
-(Frankle et al. 2020, linear mode connectivity)."""
+"""`ticketlab stability`: instability of a stored run's dense network, tickets and baselines
+at rewind points k (Frankle et al. 2020, linear mode connectivity)."""
 
 from __future__ import annotations
 
@@ -12,32 +12,35 @@ from ticketlab.cli.common import (
 
 
 def _cmd_stability(args: argparse.Namespace) -> int:
-    from ticketlab.analysis.stability import CSV_NAME, STUDY_FOLDER, dense_instability
+    from ticketlab.analysis.stability_study import CSV_NAME, STUDY_FOLDER, instability_study
     from ticketlab.training.device import resolve_device
 
     apply_threads(args)
     print_setup(args.device)
-    print(f"{'seed':>4} {'k':>7} {'copies':>6} {'test barrier':>12} {'train barrier':>13} {'end test err':>12}",
-          flush=True)
+    print(f"{'seed':>4} {'network':<11} {'level':>5} {'density':>8} {'k':>7} {'copies':>6} {'test barrier':>12} "
+          f"{'train barrier':>13} {'end test err':>12}", flush=True)
 
     def report(result) -> None:
         row = result.row()
-        print(f"{row['seed']:>4} {row['k']:>7} {row['copies']:>6} {row['test_barrier']:>12.2%} "
-              f"{row['train_barrier']:>13.2%} {row['endpoint_test_error']:>12.2%}", flush=True)
+        network = "dense" if result.subject.level == 0 else result.subject.branch
+        print(f"{row['seed']:>4} {network:<11} {row['level']:>5} {row['density']:>8.2%} {row['k']:>7} {row['copies']:>6} "
+              f"{row['test_barrier']:>12.2%} {row['train_barrier']:>13.2%} {row['endpoint_test_error']:>12.2%}",
+              flush=True)
 
-    results = dense_instability(args.runs_dir, args.run_id, args.rewind_iterations, copies=args.copies,
-                                points=args.points, seeds=args.seeds, data_dir=args.data_dir,
-                                device=resolve_device(args.device), report=report)
-    print(f"\nwrote {results[0].folder.parents[3] / CSV_NAME} and the copies and paths under "
-          f"seed_<s>/{STUDY_FOLDER}/")
+    results = instability_study(args.runs_dir, args.run_id, args.rewind_iterations, levels=args.levels,
+                                branches=args.branches, copies=args.copies, points=args.points, seeds=args.seeds,
+                                data_dir=args.data_dir, device=resolve_device(args.device), report=report)
+    run_dir = results[0].folder.parents[4]
+    print(f"\nwrote {run_dir / CSV_NAME} and the copies and paths under seed_<s>/{STUDY_FOLDER}/")
     return 0
 
 
 def add_commands(commands) -> None:
     parser = commands.add_parser(
-        "stability", help="instability (linear mode connectivity) of a run's dense network at rewind points k",
+        "stability", help="instability (linear mode connectivity) of a run's networks at rewind points k",
         description="Frankle et al. 2020, 'Linear Mode Connectivity and the Lottery Ticket Hypothesis': from the "
-        "dense network's weights at each iteration k, train --copies copies to the end of the run's schedule "
+        "dense network's weights at each iteration k (or a ticket's, or a random-mask or reinit baseline's at the "
+        "ticket's density: --levels, --branches), train --copies copies to the end of the run's schedule "
         "under different data order and augmentation, evaluate the straight line between each pair at --points "
         "evenly spaced alphas (batch-norm statistics recomputed at each), and print the error barrier: the "
         "highest error on the line minus the mean of its ends' errors. Copies and paths are kept beside the run; "
@@ -45,6 +48,11 @@ def add_commands(commands) -> None:
     parser.add_argument("run_id", metavar="RUN", help="run id (a unique prefix is enough)")
     parser.add_argument("--rewind-iterations", type=csv_list(nonnegative_int), required=True, metavar="K,K,...",
                         help="iterations k to measure at, e.g. 0,100,500,2000 (each below the schedule's end)")
+    parser.add_argument("--levels", type=csv_list(nonnegative_int), default=[0], metavar="L,L,...",
+                        help="IMP levels to measure: 0 is the dense network, L >= 1 the level's ticket and the "
+                        "--branches baselines at its density (default: 0)")
+    parser.add_argument("--branches", type=csv_list(str), default=["imp"], metavar="B,B,...",
+                        help="at levels >= 1: imp (the ticket), random_mask, reinit (default: imp)")
     parser.add_argument("--copies", type=positive_int, default=2,
                         help="copies per k, at least 2; every pair is a path (default: %(default)s)")
     parser.add_argument("--points", type=positive_int, default=30,
