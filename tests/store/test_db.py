@@ -133,7 +133,7 @@ def test_an_emptied_database_is_rebuilt_on_write_and_reported_on_read(capsys, tm
     for suffix in ("-wal", "-shm"):
         (tmp_path / f"results.sqlite{suffix}").unlink(missing_ok=True)
     (tmp_path / "results.sqlite").write_bytes(b"")
-    with pytest.raises(TicketlabError, match="missing or empty.*ticketlab store repair"):
+    with pytest.raises(TicketlabError, match="results.sqlite is empty.*ticketlab store repair"):
         ResultsStore(tmp_path, readonly=True)
     store = ResultsStore(tmp_path)
     assert "rebuilt it from the run folders: 1 runs, 3 levels" in capsys.readouterr().err

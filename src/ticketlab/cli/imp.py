@@ -65,10 +65,10 @@ def _cmd_imp(args: argparse.Namespace) -> int:
     print(f"run {experiment.run_id}: {resolved.model.name} on {resolved.data.name}, {what}, "
           f"seeds {list(resolved.seeds)}"
           + (f", baselines {list(resolved.baselines)}" if resolved.baselines else ""))
-    print(f"resolved spec: {experiment.run_dir / 'spec.toml'}", flush=True)
     started = time.perf_counter()
     run_experiment(experiment, jobs=args.jobs, executor=args.executor, address=args.address, dataset=dataset,
-                   report=print_level, show_progress=sys.stderr.isatty())
+                   report=print_level, show_progress=sys.stderr.isatty(),  # the spec is printed once written:
+                   on_registered=lambda: print(f"resolved spec: {experiment.run_dir / 'spec.toml'}", flush=True))
     store = ResultsStore(args.runs_dir)
     print(f"\n{level_table(summarise(store.levels(experiment.run_id)))}\n")
     written = plot_runs(store, [experiment.run_id], experiment.run_dir / "lth")

@@ -36,10 +36,12 @@ def add_commands(commands) -> None:
                                 description="Check results.sqlite, or rebuild it from the run folders.")
     actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="report whether results.sqlite is intact and agrees with the run folders",
-                               description="Run SQLite's integrity check on results.sqlite (reading only) and "
-                               "compare it with the sidecar files in the run folders.")
+                               description="Run SQLite's integrity check on results.sqlite (reading only), compare "
+                               "it with the sidecar files in the run folders, and check that every artifact it "
+                               "records is on disk with its recorded size (a bit flip keeps the size: --artifacts "
+                               "hashes the files). Exits 1 on any damage found.")
     check.add_argument("--artifacts", action="store_true",
-                       help="also verify every recorded artifact file against its checksum (reads them all)")
+                       help="also verify every recorded artifact file against its SHA-256 (reads them all)")
     add_runs_dir(check)
     check.set_defaults(run=_cmd_check)
     repair = actions.add_parser("repair", help="rebuild results.sqlite from the run folders",

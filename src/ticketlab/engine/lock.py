@@ -9,6 +9,7 @@ itself: if it can, its driver is gone and it stops without writing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -22,21 +23,47 @@ class DriverGone(TicketlabError):
     """The driver that holds a run's lock died: this worker must not write."""
 
 
+def not_writable(runs_dir: Path | str, error: OSError) -> TicketlabError:
+    """One line for a write the file system refused under `runs_dir` (read-only media, no
+    permission, a full disk), naming the file and the way out."""
+    reason = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(runs_dir) else ""
+    full = error.errno == errno.ENOSPC or "full" in reason
+    hint = "free some space or pass --runs-dir another folder" if full else "pass --runs-dir a writable folder"
+    return TicketlabError(f"runs dir {runs_dir} is not writable: {reason}{where}; {hint}")
+
+
+@contextlib.contextmanager
+def folder_lock(path: Path, runs_dir: Path) -> Iterator[None]:
+    """Hold the blocking lock `path` (in `runs_dir`); a folder that refuses the lock file is one line."""
+    try:
+        lock = filelock.FileLock(path)
+        lock.acquire()
+    except OSError as error:
+        raise not_writable(runs_dir, error) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 @contextlib.contextmanager
 def held_locks(paths: Iterable[Path], what: str = "run") -> Iterator[None]:
     """Hold every lock in `paths` (or none: a lock held elsewhere is refused with a message)."""
     locks = []
     try:
         for path in sorted(set(paths)):
-            path.parent.mkdir(parents=True, exist_ok=True)
             lock = filelock.FileLock(path)
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 lock.acquire(timeout=0)
             except filelock.Timeout:
                 raise TicketlabError(
                     f"{what} {path.parent.name} is being run by another process (lock {path}); "
                     "wait for it to finish, then run the command again to continue"
                 ) from None
+            except OSError as error:  # a run's lock is <runs dir>/<run>/.lock, a study's <runs dir>/studies/.lock
+                raise not_writable(path.parent.parent, error) from None
             locks.append(lock)
         yield
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import ticketlab
 from ticketlab.data import Dataset
@@ -74,10 +74,12 @@ def run_experiments(
     dataset: Dataset | None = None,
     report: LevelReport | None = None,
     show_progress: bool = False,
+    on_registered: Callable[[], None] | None = None,
 ) -> int:
     """Run (or resume) every replicate and baseline of `experiments` as one set of tasks;
     returns how many tasks ran. `dataset`, when given, is the (already loaded) data of them
-    all, used by tasks run in this process."""
+    all, used by tasks run in this process. `on_registered()` is called once every run is
+    recorded and its spec.toml written, before any training."""
     if not experiments:
         return 0
     devices = {experiment.device for experiment in experiments}
@@ -88,6 +90,8 @@ def run_experiments(
         store = ResultsStore(experiments[0].runs_dir)
         for experiment in experiments:
             register(experiment, store)
+        if on_registered is not None:
+            on_registered()
 
     if dataset is not None:
         for experiment in experiments:

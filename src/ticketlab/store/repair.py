@@ -18,13 +18,12 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import filelock
-
+from ticketlab.engine.lock import folder_lock
 from ticketlab.errors import TicketlabError
 from ticketlab.store import sidecars
 from ticketlab.store.db import (
-    DB_NAME, SCHEMA, LevelRow, ResultsStore, has_database, insert_cell, insert_level, integrity_problem,
-    read_only_connect,
+    DB_NAME, SCHEMA, LevelRow, ResultsStore, create_schema, emptiness, empty_message, has_database, insert_cell,
+    insert_level, integrity_problem, read_only_connect, retry_io,
 )
 from ticketlab.store.files import sha256_file
 
@@ -212,8 +211,10 @@ def _rebuild(runs_dir: Path, problem: str) -> RepairReport:
 
 def _write_missing_sidecars(store: ResultsStore) -> int:
     """Sidecars for the rows of a healthy database that have none; returns how many."""
-    runs_dir, written = store.runs_dir, 0
-    with store._transaction() as db:
+    runs_dir = store.runs_dir
+
+    def work(db: sqlite3.Connection) -> int:
+        written = 0
         covered: set[str] = set()
         for run_id, spec, code_version, created in db.execute("SELECT run_id, spec, code_version, created FROM runs"):
             if not (path := sidecars.run_file(runs_dir, run_id)).exists():
@@ -251,40 +252,58 @@ def _write_missing_sidecars(store: ResultsStore) -> int:
             if artifact not in covered and not sidecars.checksum_file(runs_dir, artifact).exists():
                 sidecars.write_checksum(runs_dir, artifact, sha)
                 written += 1
-    return written
+        return written
+
+    return store._run(work)
 
 
 def rebuild_if_missing(runs_dir: Path) -> RepairReport | None:
-    """Rebuild a missing or emptied database from the sidecars, if there are any (called by
-    writing handles, so a deleted file does not silently start an empty store)."""
+    """Rebuild a missing or empty database (see `emptiness`) from the sidecars, if there are
+    any (called by writing handles, so a deleted file does not silently start an empty store).
+    A damaged file is left to its integrity check."""
     runs_dir = Path(runs_dir)
     path = runs_dir / DB_NAME
-    if has_database(path) or not sidecars.any_sidecar(runs_dir):
+    if emptiness(path) is None or not sidecars.any_sidecar(runs_dir):
         return None
-    with filelock.FileLock(runs_dir / LOCK_NAME):
-        if has_database(path):  # another process rebuilt it while this one waited
+    with folder_lock(runs_dir / LOCK_NAME, runs_dir):
+        state = emptiness(path)
+        if state is None:  # another process rebuilt it while this one waited
             return None
-        return _rebuild(runs_dir, "empty" if path.exists() else "missing")
+        return _rebuild(runs_dir, state)
+
+
+def add_from_folders(store: ResultsStore) -> RepairReport:
+    """Add to `store`'s database (and its schema, if it lost it) what the sidecars hold that
+    it lacks, keeping every row it has."""
+    scanned = RepairReport()
+    found = _scan(store.runs_dir, scanned)
+
+    def work(db: sqlite3.Connection) -> RepairReport:
+        report = RepairReport(skipped=list(scanned.skipped))  # counted afresh if the transaction is retried
+        create_schema(db)
+        _insert(db, found, report, replace=False)
+        return report
+
+    return store._run(work, immediate=True)
 
 
 def repair(runs_dir: str | Path) -> RepairReport:
-    """Rebuild a missing or damaged database from the run folders, or complete a healthy one."""
+    """Rebuild a missing, empty or damaged database from the run folders, or complete a healthy one."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise TicketlabError(f"runs folder {runs_dir} does not exist; give the folder that holds the runs "
                              "with --runs-dir")
-    with filelock.FileLock(runs_dir / LOCK_NAME):
+    with folder_lock(runs_dir / LOCK_NAME, runs_dir):
         path = runs_dir / DB_NAME
-        if not has_database(path):
-            return _rebuild(runs_dir, "empty" if path.exists() else "missing")
-        problem = integrity_problem(path, full=True)
+        problem = integrity_problem(path, full=True) if has_database(path) else None
         if problem is not None:
             return _rebuild(runs_dir, f"damaged: {problem}")
+        if (state := emptiness(path)) is not None:
+            return _rebuild(runs_dir, state)
         store = ResultsStore(runs_dir)
-        report = RepairReport(sidecars_written=_write_missing_sidecars(store))
-        found = _scan(runs_dir, report)
-        with store._transaction(immediate=True) as db:
-            _insert(db, found, report, replace=False)
+        written = _write_missing_sidecars(store)
+        report = add_from_folders(store)
+        report.sidecars_written = written
         return report
 
 
@@ -294,48 +313,75 @@ class CheckReport:
     lines: list[str]
 
 
+SHOWN_PROBLEMS = 20
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:SHOWN_PROBLEMS])
+    return shown + (f" and {len(items) - SHOWN_PROBLEMS} more" if len(items) > SHOWN_PROBLEMS else "")
+
+
 def check(runs_dir: str | Path, verify_artifacts: bool = False) -> CheckReport:
-    """Integrity of the database (SQLite's full integrity_check) and whether it agrees with
-    the sidecars in the run folders; reads only."""
+    """Integrity of the database (SQLite's full integrity_check), whether it agrees with the
+    sidecars in the run folders, and whether every artifact it records is on disk with its
+    recorded size; `verify_artifacts` also hashes every artifact against its SHA-256 (reads
+    them all). `ok` is False on any damage found. Reads only."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise TicketlabError(f"runs folder {runs_dir} does not exist; give the folder that holds the runs "
                              "with --runs-dir")
     path = runs_dir / DB_NAME
     way_out = f"run `ticketlab store repair --runs-dir {runs_dir}`"
-    if not has_database(path):
-        if sidecars.any_sidecar(runs_dir):
-            return CheckReport(False, [f"{path} is {'empty' if path.exists() else 'missing'}, but the run "
-                                       f"folders hold results: {way_out} to rebuild it"])
-        return CheckReport(True, [f"no results in {runs_dir} yet"])
-    problem = integrity_problem(path, full=True)
+    problem = integrity_problem(path, full=True) if has_database(path) else None
     if problem is not None:
         return CheckReport(False, [f"{path} is damaged: {problem}; {way_out} to rebuild it from the run folders"])
-    with closing(read_only_connect(path)) as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        count = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "levels", "artifacts")
-                 if t in tables}
-        levels = set(db.execute("SELECT run_id, seed, branch, level FROM levels").fetchall())
-        runs = {r[0] for r in db.execute("SELECT run_id FROM runs")}
-        artifacts = db.execute("SELECT path, sha256 FROM artifacts").fetchall() if verify_artifacts else []
-    lines = [f"{path}: ok ({count.get('runs', 0)} runs, {count.get('levels', 0)} levels, "
-             f"{count.get('artifacts', 0)} artifacts)"]
-    ok = True
-    on_disk = {(f.parent.parent.parent.parent.name, int(f.parent.parent.parent.name[5:]), f.parent.parent.name,
-                int(f.parent.name[6:])) for f in sidecars.level_files(runs_dir)
-               if f.parent.parent.parent.name[5:].isdigit() and f.parent.name[6:].isdigit()}
-    missing_runs = {f.parent.name for f in sidecars.run_files(runs_dir)} - runs
-    if missing_runs or on_disk - levels:
-        ok = False
-        lines.append(f"the run folders hold {len(missing_runs)} runs and {len(on_disk - levels)} levels the "
-                     f"database lacks: {way_out} to add them")
-    if levels - on_disk or runs - {f.parent.name for f in sidecars.run_files(runs_dir)}:
-        lines.append(f"{len(levels - on_disk)} levels have no level.json (recorded before sidecars existed): "
+    if (state := emptiness(path)) is not None:
+        if sidecars.any_sidecar(runs_dir):
+            return CheckReport(False, [empty_message(path, state, runs_dir)])
+        return CheckReport(True, [f"no results in {runs_dir} yet"])
+    def read() -> tuple[set, set, list]:
+        with closing(read_only_connect(path)) as db:
+            return ({r[0] for r in db.execute("SELECT run_id FROM runs")},
+                    set(db.execute("SELECT run_id, seed, branch, level FROM levels").fetchall()),
+                    db.execute("SELECT path, sha256, bytes FROM artifacts").fetchall())
+
+    runs, levels, artifacts = retry_io(read)
+    lines = [f"{path}: database intact ({len(runs)} runs, {len(levels)} levels, {len(artifacts)} artifacts)"]
+    damage: list[str] = []
+    run_folders = {f.parent.name for f in sidecars.run_files(runs_dir)}
+    on_disk = {key for f in sidecars.level_files(runs_dir) if (key := sidecars.level_key(runs_dir, f)) is not None}
+    if run_folders - runs or on_disk - levels:
+        damage.append(f"the run folders hold {len(run_folders - runs)} runs and {len(on_disk - levels)} levels the "
+                      f"database lacks: {way_out} to add them")
+    folders = {key: sidecars.level_file(runs_dir, *key).parent for key in levels - on_disk}
+    gone = sorted(str(folder.relative_to(runs_dir)) for folder in folders.values() if not folder.is_dir())
+    if gone:
+        damage.append(f"{len(gone)} level folder{'s' if len(gone) > 1 else ''} missing: {_listed(gone)}; the rows "
+                      "remain, the files are gone (the next run of their command trains them again)")
+    if len(folders) > len(gone) or runs - run_folders:
+        lines.append(f"{len(folders) - len(gone)} levels have no level.json (recorded before sidecars existed): "
                      f"{way_out} to write them, so the folders can rebuild the database")
-    for artifact, sha in artifacts:
+    missing, resized, changed, total, in_gone = [], [], [], 0, 0
+    for artifact, sha, size in artifacts:
         file = runs_dir / artifact
+        if any(artifact.startswith(folder + "/") for folder in gone):
+            in_gone += 1  # said above, once for the folder
+            continue
         if not file.is_file():
-            lines.append(f"{artifact}: missing (it will be recomputed)")
-        elif sha256_file(file) != sha:
-            lines.append(f"{artifact}: changed since it was recorded (it will be recomputed)")
-    return CheckReport(ok, lines)
+            missing.append(artifact)
+        elif file.stat().st_size != size:
+            resized.append(artifact)
+        elif verify_artifacts and sha256_file(file) != sha:
+            changed.append(artifact)
+        else:
+            total += size
+    damage += [f"{artifact}: {what} (the next run of its command recomputes it)" for names, what in (
+        (missing, "missing"), (resized, "size changed since it was recorded"),
+        (changed, "changed since it was recorded, its SHA-256 differs")) for artifact in names]
+    sound = len(artifacts) - in_gone - len(missing) - len(resized) - len(changed)
+    if verify_artifacts:
+        lines.append(f"artifact files: {sound} of {len(artifacts)} match their recorded SHA-256")
+    else:
+        lines.append(f"artifact files: {sound} of {len(artifacts)} present with their recorded sizes; their contents "
+                     f"were not hashed: add --artifacts to check each against its SHA-256 (reads {total / 1e6:.1f} MB)")
+    return CheckReport(not damage, lines + damage)

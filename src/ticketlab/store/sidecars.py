@@ -94,6 +94,38 @@ def sweep_files(runs_dir: Path) -> list[Path]:
     return sorted(Path(runs_dir).glob(f"sweeps/*{SWEEP_SUFFIX}"))
 
 
+def level_key(runs_dir: Path, path: Path) -> tuple[str, int, str, int] | None:
+    """(run id, seed, branch, level) of a level folder or of its `level.json`, from the path."""
+    parts = Path(path).relative_to(runs_dir).parts
+    parts = parts[:-1] if parts and parts[-1] == LEVEL_FILE else parts
+    if len(parts) != 4 or not parts[1].startswith("seed_") or not parts[3].startswith("level_"):
+        return None
+    seed, level = parts[1][5:], parts[3][6:]
+    if not seed.lstrip("-").isdigit() or not level.isdigit():
+        return None
+    return parts[0], int(seed), parts[2], int(level)
+
+
+def run_level_files(runs_dir: Path, run_id: str) -> dict[tuple[str, int, str, int], Path]:
+    """{(run id, seed, branch, level): its level.json} of one run."""
+    found = ((level_key(runs_dir, path), path) for path in Path(runs_dir).glob(f"{run_id}/seed_*/*/level_*/{LEVEL_FILE}"))
+    return {key: path for key, path in found if key is not None}
+
+
+def read_level(path: Path) -> dict | None:
+    """A `level.json`'s record ({row, metrics, artifacts}), or None when it is missing or
+    not a level record."""
+    from ticketlab.store.db import LevelRow
+
+    try:
+        value = json.loads(path.read_text())
+        LevelRow(**value["row"])
+        {name: (info["sha256"], info["bytes"]) for name, info in value.get("artifacts", {}).items()}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return value
+
+
 def any_sidecar(runs_dir: Path) -> bool:
     """Whether the folder holds anything a rebuild could restore (cheap: stops at the first)."""
     runs_dir = Path(runs_dir)
