@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_sparse_training, add_threads, apply_threads,
-                                  csv_list, positive_int)
+                                  csv_list, positive_int, print_setup)
 
 # flag -> (spec section, key); the flag's value overrides the spec file's.
 OVERRIDES = {
@@ -46,11 +46,18 @@ def spec_from_args(args: argparse.Namespace):
     return spec_with_overrides(base, overrides)
 
 
+def training_words(resolved) -> str:
+    """A resolved spec's recipe: where it comes from and what it is."""
+    from ticketlab.schedules import recipe_name
+
+    return f"{recipe_name(resolved.model.name, resolved.data.name)}: {resolved.training.train_spec().describe()}"
+
+
 def _cmd_imp(args: argparse.Namespace) -> int:
     from ticketlab.experiments import prepare, print_level, run_experiment
     from ticketlab.plots import plot_runs
     from ticketlab.store import ResultsStore
-    from ticketlab.store.report import level_table, summarise
+    from ticketlab.store.report import headline, level_table, summarise
 
     apply_threads(args)
     spec = spec_from_args(args)
@@ -62,6 +69,7 @@ def _cmd_imp(args: argparse.Namespace) -> int:
             f"the ticket of run {resolved.method.source_run} level {resolved.method.source_level} transferred"
             if resolved.method.name == "transfer" else
             f"method {resolved.method.name} to {resolved.pruning.target_density:.2%} remaining")
+    print_setup(args.device, resolved.training.precision, training_words(resolved))
     print(f"run {experiment.run_id}: {resolved.model.name} on {resolved.data.name}, {what}, "
           f"seeds {list(resolved.seeds)}"
           + (f", baselines {list(resolved.baselines)}" if resolved.baselines else ""))
@@ -70,7 +78,11 @@ def _cmd_imp(args: argparse.Namespace) -> int:
                    report=print_level, show_progress=sys.stderr.isatty(),  # the spec is printed once written:
                    on_registered=lambda: print(f"resolved spec: {experiment.run_dir / 'spec.toml'}", flush=True))
     store = ResultsStore(args.runs_dir)
-    print(f"\n{level_table(summarise(store.levels(experiment.run_id)))}\n")
+    summaries = summarise(store.levels(experiment.run_id))
+    print(f"\n{level_table(summaries)}\n")
+    sentence = headline(summaries)
+    if sentence:
+        print(f"{sentence[0].upper()}{sentence[1:]}.")
     written = plot_runs(store, [experiment.run_id], experiment.run_dir / "lth")
     print(f"plot: {', '.join(map(str, written))}")
     print(f"wall time {time.perf_counter() - started:.1f} s")

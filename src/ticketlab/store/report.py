@@ -76,6 +76,33 @@ def level_table(summaries: list[Summary]) -> str:
     return "\n".join(lines)
 
 
+BRANCH_WORDS = {"imp": "tickets", "reinit": "reinit", "random_mask": "random mask", "scratch_e": "scratch-E",
+                "scratch_b": "scratch-B"}
+
+
+def headline(summaries: list[Summary]) -> str | None:
+    """One sentence from the table: at the sparsest level every branch reached, the test accuracy
+    at early stop of the tickets and of each baseline (means over seeds), beside the dense
+    network's. None when the run has no baseline or no pruned level yet."""
+    by_level: dict[int, dict[str, Summary]] = {}
+    for s in summaries:
+        by_level.setdefault(s.level, {})[s.branch] = s
+    branches = {s.branch for s in summaries}
+    if "imp" not in branches or len(branches) < 2:
+        return None
+    complete = [level for level, row in by_level.items() if level > 0 and set(row) == branches]
+    if not complete:
+        return None
+    row = by_level[max(complete)]
+    ticket = row["imp"]
+    others = ", ".join(f"{BRANCH_WORDS.get(b, b)} {row[b].early_stop_acc[0]:.1%}" for b in sorted(row) if b != "imp")
+    dense = by_level.get(0, {}).get("imp")
+    seeds = f"mean of {ticket.seeds} seeds" if ticket.seeds > 1 else "one seed"
+    return (f"at {ticket.density:.1%} of weights remaining (level {ticket.level}), tickets keep "
+            f"{ticket.early_stop_acc[0]:.1%} test accuracy, {others}"
+            + (f" (dense network {dense.early_stop_acc[0]:.1%}; {seeds}, at early stop)" if dense else f" ({seeds})"))
+
+
 def export_csv(rows: list[LevelRow], path: str | Path) -> None:
     """Every level row of a run, one per seed, as CSV."""
     if not rows:
