@@ -140,6 +140,14 @@ def masked(state: State, mask: Mask | None) -> State:
             for name, value in state.items()}
 
 
+def _stored_rewind_point(replicate: Replicate) -> int | None:
+    """The run's rewind iteration, None while a "stable" one is not measured yet."""
+    try:
+        return replicate.rewind_iteration
+    except TicketlabError:
+        return None
+
+
 def dense_weights_at(replicate: Replicate, k: int, schedule: TrainSpec, device=None) -> State:
     """The dense network's weights at k: the stored initial weights (k = 0) or rewind point (k =
     the run's rewind iteration), else the dense run's first k iterations replayed from init."""
@@ -149,7 +157,7 @@ def dense_weights_at(replicate: Replicate, k: int, schedule: TrainSpec, device=N
                              f"({replicate.root / 'init.safetensors'} is missing or does not verify); run it first")
     if k == 0:
         return init
-    if k == replicate.spec.rewind.iteration:
+    if k == _stored_rewind_point(replicate):
         stored = replicate.load(replicate.root / "rewind.safetensors")
         if stored is not None:
             return stored

@@ -124,7 +124,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--one-shot", action="store_true", help="prune straight to --target-density in one level")
     group.add_argument("--global-rate", type=float, help="fraction of remaining weights pruned per level (global)")
     group.add_argument("--exclude", type=csv_list(str), help="layers global pruning leaves alone, comma-separated")
-    group.add_argument("--rewind-iteration", type=int, help="rewind survivors to this iteration (0: initial weights)")
+    group.add_argument("--rewind-iteration", "--rewind", type=_rewind_iteration, metavar="K|stable",
+                       help="rewind survivors to this iteration (0: initial weights), or 'stable': the smallest "
+                       "candidate k at which the dense network is stable to SGD noise, measured first")
     group.add_argument("--rewind-epochs", type=float, help="the rewind point in epochs instead")
     group = parser.add_argument_group("replicates and execution")
     group.add_argument("--seeds", type=csv_list(int), help="comma-separated replicate seeds, e.g. 0,1,2")
@@ -136,6 +138,11 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
                        "local one of --jobs CPUs)")
     add_threads(group)
     return group
+
+
+def _rewind_iteration(text: str) -> int | str:
+    """argparse type of --rewind-iteration: an iteration, or "stable" (measured before IMP)."""
+    return text if text == "stable" else int(text)
 
 
 def add_commands(commands) -> None:

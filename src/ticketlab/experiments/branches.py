@@ -64,7 +64,7 @@ class Branch:
         """The training schedule of a level and the step it starts at: the spec's schedule,
         from 0 for the dense level and from the rewind iteration for pruned ones. Branches with
         another training budget (Scratch-E/-B) override this; they record `train_iterations`."""
-        return replicate.spec.training.train_spec(), 0 if level == 0 else replicate.spec.rewind.iteration
+        return replicate.spec.training.train_spec(), 0 if level == 0 else replicate.rewind_iteration
 
 
 BRANCHES: Registry[Branch] = Registry("branch")

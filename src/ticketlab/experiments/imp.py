@@ -33,6 +33,7 @@ from ticketlab.engine.lock import no_check
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments.branches import BRANCHES, MAIN
 from ticketlab.experiments.spec import ExperimentSpec
+from ticketlab.experiments.stable_rewind import rewind_iteration
 from ticketlab.masks import Mask
 from ticketlab.models import Network, build_model
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, save_tensors, sha256_file
@@ -68,6 +69,11 @@ class Replicate:
     def __post_init__(self):
         self.root = self.store.runs_dir / self.run_id / f"seed_{self.seed}"
         self.model = self.new_model(self.seed)
+
+    @property
+    def rewind_iteration(self) -> int:
+        """The rewind point k: the spec's, or the stored choice of `rewind.iteration = "stable"`."""
+        return rewind_iteration(self.spec.rewind.iteration, self.store.runs_dir / self.run_id)
 
     def new_model(self, seed: int) -> Network:
         return build_model(self.spec.model.name, self.dataset.input_shape, self.dataset.num_classes, seed=seed)
@@ -111,7 +117,7 @@ class Replicate:
         return weights
 
     def rewind_weights(self) -> dict[str, torch.Tensor]:
-        if self.spec.rewind.iteration == 0:
+        if self.rewind_iteration == 0:
             return self.initial_weights()
         weights = self.load(self.root / "rewind.safetensors")
         if weights is None:  # written while the dense level trains: train it again
@@ -185,7 +191,7 @@ class Replicate:
             row = self.store.level(run_id, self.seed, MAIN, 0)
             donor = self.store.runs_dir / run_id / f"seed_{self.seed}"
             names = ["init.safetensors", f"{MAIN}/level_0/mask.safetensors", f"{MAIN}/level_0/final.safetensors"]
-            if self.spec.rewind.iteration > 0:
+            if self.rewind_iteration > 0:
                 names.append("rewind.safetensors")
             files = {name: self.load(donor / name) for name in names} if row is not None else {}
             if not files or any(tensors is None for tensors in files.values()):
@@ -214,7 +220,7 @@ class Replicate:
         held = kind.held_values(self, level, mask)
         self.model.load_state_dict(kind.start_weights(self, level))
         schedule, start = kind.schedule(self, level, mask)
-        k = self.spec.rewind.iteration
+        k = self.rewind_iteration
         callbacks = []
         if level == 0 and k > 0:
             def keep_rewind_point(step: int, model: Network) -> None:

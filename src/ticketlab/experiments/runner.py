@@ -98,8 +98,19 @@ def run_experiments(
             remember(data_key(experiment.spec, experiment.data_dir), dataset)
     tasks = [task for experiment in experiments for task in experiment_tasks(experiment)]
     return run_tasks(tasks, executor=executor, jobs=jobs, address=address, on_event=report or print_level,
-                     worker_events=print_level, show_progress=show_progress, on_start=register_all,
-                     device=devices.pop())
+                     worker_events=print_level, show_progress=show_progress,
+                     on_start=lambda: (register_all(), measure_stable_rewinds(experiments)), device=devices.pop())
+
+
+def measure_stable_rewinds(experiments: Sequence[Experiment]) -> None:
+    """Runs with `rewind.iteration = "stable"` measure their rewind point before any level
+    trains: in the driver, under the runs' locks (`analysis.stability_choice`)."""
+    from ticketlab.analysis.stability_choice import choose_rewind
+    from ticketlab.experiments.stable_rewind import STABLE
+
+    for experiment in experiments:
+        if experiment.spec.rewind.iteration == STABLE:
+            choose_rewind(experiment)
 
 
 def run_experiment(experiment: Experiment, **options) -> str:

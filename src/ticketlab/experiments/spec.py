@@ -96,10 +96,13 @@ class PruningSpec:
 @dataclass(frozen=True)
 class RewindSpec:
     """Where survivors restart: iteration 0 (Frankle & Carbin 2019) or iteration k of the
-    dense run ("late rewinding", Frankle et al. 2019). Give `iteration` or `epochs`."""
+    dense run ("late rewinding", Frankle et al. 2019). Give `iteration` or `epochs`, or
+    `iteration = "stable"`: the smallest k of a ladder at which the dense network's test error
+    barrier is under `stable_threshold`, measured before IMP (experiments/stable_rewind.py)."""
 
-    iteration: int = 0
+    iteration: int | str = 0
     epochs: float | None = None
+    stable_threshold: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -389,18 +392,21 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
 
     rewind = spec.rewind
     iteration = rewind.iteration
-    if recipe is not None and rewind == RewindSpec() and recipe["rewind_iteration"] < schedule.iterations:
-        iteration = recipe["rewind_iteration"]  # late rewinding by default for these networks
-    if rewind.epochs is not None:
-        if not (math.isfinite(rewind.epochs) and rewind.epochs >= 0):
-            raise SpecError(f"rewind.epochs must be a finite number >= 0, got {rewind.epochs}")
-        iteration = round(rewind.epochs * math.ceil(train_examples / schedule.batch_size))
-    if not 0 <= iteration < schedule.iterations:
-        raise SpecError(
-            f"rewind.iteration {iteration} is beyond the training length: it must be in "
-            f"[0, training.iterations = {schedule.iterations})"
-        )
-    rewind = RewindSpec(iteration=iteration)
+    if isinstance(iteration, str):
+        rewind = _stable_rewind(spec)
+    else:
+        if recipe is not None and rewind == RewindSpec() and recipe["rewind_iteration"] < schedule.iterations:
+            iteration = recipe["rewind_iteration"]  # late rewinding by default for these networks
+        if rewind.epochs is not None:
+            if not (math.isfinite(rewind.epochs) and rewind.epochs >= 0):
+                raise SpecError(f"rewind.epochs must be a finite number >= 0, got {rewind.epochs}")
+            iteration = round(rewind.epochs * math.ceil(train_examples / schedule.batch_size))
+        if not 0 <= iteration < schedule.iterations:
+            raise SpecError(
+                f"rewind.iteration {iteration} is beyond the training length: it must be in "
+                f"[0, training.iterations = {schedule.iterations})"
+            )
+        rewind = RewindSpec(iteration=iteration)
     from ticketlab.tickets import MASK0_ACTIONS, MASK1_ACTIONS
 
     MASK1_ACTIONS.get(spec.ticket.mask1)  # unknown names list the valid ones
@@ -420,6 +426,23 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
         if not 0 <= seed < SEED_LIMIT:
             raise SpecError(f"seeds: {seed} is out of range; a seed must be in [0, 2**32)")
     return dataclasses.replace(spec, training=training, pruning=pruning, rewind=rewind)
+
+
+def _stable_rewind(spec: ExperimentSpec) -> RewindSpec:
+    """A checked `iteration = "stable"` rewind section (the iteration is measured at run time)."""
+    from ticketlab.experiments.stable_rewind import STABLE
+
+    rewind = spec.rewind
+    if rewind.iteration != STABLE:
+        raise SpecError(f"rewind.iteration must be an integer or \"{STABLE}\", got {rewind.iteration!r}")
+    if rewind.epochs is not None:
+        raise SpecError("rewind.epochs and rewind.iteration = \"stable\" disagree; set only one of them")
+    if not (math.isfinite(rewind.stable_threshold)):
+        raise SpecError(f"rewind.stable_threshold must be a finite number, got {rewind.stable_threshold!r}")
+    if spec.method.name != "imp":
+        raise SpecError(f"rewind.iteration = \"{STABLE}\" is measured before IMP; method {spec.method.name} "
+                        "does not rewind")
+    return RewindSpec(iteration=STABLE, stable_threshold=rewind.stable_threshold)
 
 
 def _default(cls, name: str):

@@ -29,6 +29,7 @@ from ticketlab.experiments.branches import BRANCHES, MAIN
 from ticketlab.experiments.imp import Replicate, dense_identity
 from ticketlab.experiments.pruning import allocation
 from ticketlab.experiments.spec import ExperimentSpec
+from ticketlab.experiments.stable_rewind import rewind_iteration
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
 from ticketlab.methods import METHODS, Planned, Problem
@@ -278,7 +279,7 @@ def transferred_ticket(replicate: Replicate) -> tuple[Mask, dict[str, torch.Tens
         raise TicketlabError(f"source run {source_run} uses ticket.mask1 = {mask1!r}; only rewound tickets "
                              "(mask1 = \"rewind\") transfer")
     root = store.runs_dir / source_run / f"seed_{seed}"
-    rewind = source_spec.get("rewind", {}).get("iteration", 0)
+    rewind = rewind_iteration(source_spec.get("rewind", {}).get("iteration", 0), store.runs_dir / source_run)
     start_file = root / ("init.safetensors" if rewind == 0 else "rewind.safetensors")
     mask_file = root / MAIN / f"level_{level}" / "mask.safetensors"
     tensors = {}
