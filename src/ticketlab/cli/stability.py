@@ -13,6 +13,7 @@ from ticketlab.cli.common import (
 
 def _cmd_stability(args: argparse.Namespace) -> int:
     from ticketlab.analysis.stability_study import CSV_NAME, STUDY_FOLDER, instability_study
+    from ticketlab.plots.stability import plot_stability
     from ticketlab.training.device import resolve_device
 
     apply_threads(args)
@@ -32,6 +33,7 @@ def _cmd_stability(args: argparse.Namespace) -> int:
                                 data_dir=args.data_dir, device=resolve_device(args.device), report=report)
     run_dir = results[0].folder.parents[4]
     print(f"\nwrote {run_dir / CSV_NAME} and the copies and paths under seed_<s>/{STUDY_FOLDER}/")
+    print(f"plots: {', '.join(map(str, plot_stability(run_dir)))}")
     return 0
 
 
