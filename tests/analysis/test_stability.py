@@ -245,16 +245,9 @@ def test_bad_counts():
 # ---- the dense network of a stored run (library and `ticketlab stability`)
 
 @pytest.fixture(scope="module")
-def stored_run(tmp_path_factory):
+def stored_run(make_stored_run):
     """A finished digits run (LeNet, 20 iterations, late rewinding to 5, one pruning level)."""
-    from ticketlab.experiments import prepare, run_experiment, spec_from_dict
-
-    runs = tmp_path_factory.mktemp("runs")
-    spec = spec_from_dict({"training": {"iterations": 20, "eval_every": 10, "batch_size": 32},
-                           "pruning": {"levels": 1}, "rewind": {"iteration": 5}})
-    experiment, dataset = prepare(spec, runs)
-    run_experiment(experiment, dataset=dataset)
-    return runs, experiment, dataset
+    return make_stored_run(pruning={"levels": 1}, rewind={"iteration": 5})
 
 
 def test_replayed_weights_at_k_are_the_stored_rewind_point(stored_run):

@@ -12,14 +12,8 @@ from ticketlab.plots.stability import BARRIERS_PNG, PATHS_PNG, plot_stability
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    from ticketlab.experiments import prepare, run_experiment, spec_from_dict
-
-    runs = tmp_path_factory.mktemp("runs")
-    spec = spec_from_dict({"training": {"iterations": 20, "eval_every": 10, "batch_size": 32},
-                           "pruning": {"levels": 1}, "rewind": {"iteration": 5}})
-    experiment, dataset = prepare(spec, runs)
-    run_experiment(experiment, dataset=dataset, report=lambda row: None)
+def small_run(make_stored_run):
+    runs, experiment, _ = make_stored_run(pruning={"levels": 1}, rewind={"iteration": 5})
     return runs, experiment
 
 

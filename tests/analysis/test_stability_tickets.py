@@ -21,16 +21,9 @@ from ticketlab.store import ResultsStore, load_tensors
 
 
 @pytest.fixture(scope="module")
-def ticket_run(tmp_path_factory):
+def ticket_run(make_stored_run):
     """A finished digits run: LeNet, 20 iterations, rewinding to 5, two levels, random_mask stored."""
-    from ticketlab.experiments import prepare, run_experiment, spec_from_dict
-
-    runs = tmp_path_factory.mktemp("runs")
-    spec = spec_from_dict({"training": {"iterations": 20, "eval_every": 10, "batch_size": 32},
-                           "pruning": {"levels": 2}, "rewind": {"iteration": 5}, "baselines": ["random_mask"]})
-    experiment, dataset = prepare(spec, runs)
-    run_experiment(experiment, dataset=dataset)
-    return runs, experiment, dataset
+    return make_stored_run(pruning={"levels": 2}, rewind={"iteration": 5}, baselines=["random_mask"])
 
 
 @pytest.fixture
