@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 from ticketlab.analysis.stability_study import CSV_NAME, STUDY_FOLDER  # noqa: E402
 
@@ -88,7 +89,11 @@ def plot_stability(run_dir: str | Path) -> list[Path]:
         ks = sorted(by_k)
         ax.plot(ks, [sum(by_k[k]) / len(by_k[k]) for k in ks], marker="o",
                 linestyle="-" if subject[0] == "imp" else "--", label=_label(*subject, densities[subject]))
-    ax.set_xscale("symlog", linthresh=max(1, min((k for s in series.values() for k in s if k > 0), default=1)))
+    measured = sorted({k for by_k in series.values() for k in by_k})
+    ax.set_xscale("symlog", linthresh=max(1, min((k for k in measured if k > 0), default=1)))
+    ax.xaxis.set_major_locator(FixedLocator(measured))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("rewind iteration k")
     ax.set_ylabel("test error barrier (points)")
     ax.set_title("instability")
