@@ -12,7 +12,7 @@ SWEEP = """
 pruning = { levels = 2 }
 training = { iterations = 30, eval_every = 10, batch_size = 32 }
 [grid]
-seeds = [0, 1]
+seeds = [0]
 "pruning.criterion" = ["large_final", "random"]
 """
 

@@ -3,7 +3,9 @@ deleted -wal, a deleted or emptied results.sqlite, bit-flipped artifacts, delete
 folders. The run folders are the source of truth: nothing finished trains again, and every
 problem is one line with the way out."""
 
+import json
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -69,14 +71,31 @@ def _can_mount_read_only() -> bool:
         return False
 
 
-def ticketlab_on_read_only(source, view, *argv):
-    """`ticketlab ARGV` with `view` a read-only bind mount of `source`, in a private mount
-    namespace (the mount vanishes with the command). A real read-only file system: the
-    kernel refuses even root's writes with EROFS."""
-    command = " ".join(["mount --bind -o ro", str(source), str(view), "&& exec", sys.executable, "-m ticketlab",
-                        *map(str, argv)])
-    return subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=300,
+RUN_EACH = """
+import contextlib, io, json, sys
+from ticketlab.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    results.append((code, out.getvalue(), err.getvalue()))
+print(json.dumps(results))
+"""
+
+
+def ticketlab_on_read_only(source, view, *commands):
+    """`ticketlab ARGV` for each ARGV of `commands`, in one process (one start of torch), with
+    `view` a read-only bind mount of `source` in a private mount namespace (the mount vanishes
+    with the process). A real read-only file system: the kernel refuses even root's writes with
+    EROFS. Returns (exit code, stdout, stderr) per command."""
+    argvs = json.dumps([[str(arg) for arg in argv] for argv in commands])
+    command = " ".join(["mount --bind -o ro", str(source), str(view), "&& exec", sys.executable, "-c",
+                        shlex.quote(RUN_EACH), shlex.quote(argvs)])
+    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=300,
                           env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    return [subprocess.CompletedProcess(argv, *result) for argv, result in zip(commands, json.loads(done.stdout))]
 
 
 def assert_one_clear_line(result, runs_dir):
@@ -93,13 +112,16 @@ def test_a_read_only_runs_dir_is_one_clear_line_and_names_no_unwritten_path(fini
     view = tmp_path / "view"
     view.mkdir()
     before = sorted(p.relative_to(runs_dir) for p in runs_dir.rglob("*"))
-    assert_one_clear_line(ticketlab_on_read_only(runs_dir, view, "store", "repair", "--runs-dir", view), view)
-    for argv in (IMP, [*IMP[:-4], "--iterations", "20", "--eval-every", "10"]):  # the run again, and a new run
-        result = ticketlab_on_read_only(runs_dir, view, *argv, "--runs-dir", view)
+    repair, again, new_run, new_folder = ticketlab_on_read_only(
+        runs_dir, view, ["store", "repair", "--runs-dir", view],
+        [*IMP, "--runs-dir", view],  # the run again
+        [*IMP[:-4], "--iterations", "20", "--eval-every", "10", "--runs-dir", view],  # a new run
+        [*IMP, "--runs-dir", view / "new"])  # a runs dir to be made inside the read-only one
+    assert_one_clear_line(repair, view)
+    for result in (again, new_run):
         assert_one_clear_line(result, view)
         assert "resolved spec" not in result.stdout  # it was never written
-    result = ticketlab_on_read_only(runs_dir, view, *IMP, "--runs-dir", view / "new")
-    assert_one_clear_line(result, view / "new")
+    assert_one_clear_line(new_folder, view / "new")
     assert sorted(p.relative_to(runs_dir) for p in runs_dir.rglob("*")) == before
 
 
