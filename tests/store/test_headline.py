@@ -13,8 +13,8 @@ def test_the_sentence_is_at_the_sparsest_level_every_branch_reached():
              summary("imp", 3, 0.01, 0.95),  # the baselines have not reached level 3 yet
              summary("reinit", 1, 0.5, 0.97), summary("reinit", 2, 0.018, 0.913),
              summary("random_mask", 1, 0.5, 0.96), summary("random_mask", 2, 0.018, 0.842)]
-    assert headline(table) == ("at 1.8% of weights remaining (level 2), tickets keep 97.2% test accuracy, "
-                               "random mask 84.2%, reinit 91.3% (dense network 98.1%; mean of 2 seeds, at early stop)")
+    assert headline(table) == ("At 1.8% of weights remaining (level 2), tickets keep 97.2% test accuracy, "
+                               "reinit 91.3%, random mask 84.2% (dense network 98.1%; mean of 2 seeds, at early stop).")
 
 
 def test_no_sentence_without_a_baseline_or_a_pruned_level():

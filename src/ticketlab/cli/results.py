@@ -64,7 +64,7 @@ def _csv_target(path: Path) -> Path:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from ticketlab.store import ResultsStore
-    from ticketlab.store.report import export_csv, level_table, resolve_run, summarise
+    from ticketlab.store.report import export_csv, headline, level_table, resolve_run, summarise
 
     csv_path = _csv_target(args.csv) if args.csv else None
     store = ResultsStore(args.runs_dir, readonly=True)
@@ -85,6 +85,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"seed {seeds[0]} only: no spread")
     print()
     print(level_table(summarise(rows)) if rows else "no finished levels yet")
+    sentence = headline(summarise(rows)) if rows else None
+    if sentence:
+        print(f"\n{sentence}")
     if csv_path:
         export_csv(rows, csv_path)
         print(f"\nwrote {csv_path}")

@@ -80,6 +80,12 @@ BRANCH_WORDS = {"imp": "tickets", "reinit": "reinit", "random_mask": "random mas
                 "scratch_b": "scratch-B"}
 
 
+def _branch_order(branch: str) -> tuple[int, str]:
+    """The baselines in the papers' order (reinit, random mask, scratch), others after them."""
+    order = list(BRANCH_WORDS)
+    return (order.index(branch) if branch in order else len(order), branch)
+
+
 def headline(summaries: list[Summary]) -> str | None:
     """One sentence from the table: at the sparsest level every branch reached, the test accuracy
     at early stop of the tickets and of each baseline (means over seeds), beside the dense
@@ -95,12 +101,12 @@ def headline(summaries: list[Summary]) -> str | None:
         return None
     row = by_level[max(complete)]
     ticket = row["imp"]
-    others = ", ".join(f"{BRANCH_WORDS.get(b, b)} {row[b].early_stop_acc[0]:.1%}" for b in sorted(row) if b != "imp")
+    others = ", ".join(f"{BRANCH_WORDS.get(b, b)} {row[b].early_stop_acc[0]:.1%}" for b in sorted(row, key=_branch_order) if b != "imp")
     dense = by_level.get(0, {}).get("imp")
     seeds = f"mean of {ticket.seeds} seeds" if ticket.seeds > 1 else "one seed"
-    return (f"at {ticket.density:.1%} of weights remaining (level {ticket.level}), tickets keep "
+    return (f"At {ticket.density:.1%} of weights remaining (level {ticket.level}), tickets keep "
             f"{ticket.early_stop_acc[0]:.1%} test accuracy, {others}"
-            + (f" (dense network {dense.early_stop_acc[0]:.1%}; {seeds}, at early stop)" if dense else f" ({seeds})"))
+            + (f" (dense network {dense.early_stop_acc[0]:.1%}; {seeds}, at early stop)." if dense else f" ({seeds})."))
 
 
 def export_csv(rows: list[LevelRow], path: str | Path) -> None:
