@@ -82,7 +82,7 @@ def _cmd_imp(args: argparse.Namespace) -> int:
     print(f"\n{level_table(summaries)}\n")
     sentence = headline(summaries)
     if sentence:
-        print(f"{sentence[0].upper()}{sentence[1:]}.")
+        print(sentence)
     written = plot_runs(store, [experiment.run_id], experiment.run_dir / "lth")
     print(f"plot: {', '.join(map(str, written))}")
     print(f"wall time {time.perf_counter() - started:.1f} s")
