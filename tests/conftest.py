@@ -15,3 +15,28 @@ torch.set_num_threads(1)
 @pytest.fixture
 def tiny_dataset():
     return make_tiny_dataset()
+
+
+# The tests that take longest (pytest --durations=20 on 2 cores: each 5-35 s, mostly whole
+# `ticketlab` processes, worker pools and a Ray cluster starting). pytest-xdist hands tests out
+# in collection order, so these go first: started last, one of them would keep a worker busy
+# while the other has nothing left to do.
+SLOWEST_FIRST = (
+    "tests/engine/test_ray.py::test_a_sweep_on_a_local_ray_cluster",
+    "tests/experiments/test_resume.py::test_kill_9",
+    "tests/models/test_own_model.py::test_imp_with_an_own_model_in_worker_processes",
+    "tests/engine/test_orphans.py::test_workers_die_with_a_driver_killed_at_any_moment",
+    "tests/supermasks/test_reproduce.py::test_parallel_cells_give_the_serial_results",
+    "tests/test_cli.py::test_parallel_replicates_equal_sequential_one_thread_ones",
+    "tests/store/test_db.py::test_concurrent_writers_of_one_seed_lose_no_rows_and_no_sidecars",
+    "tests/test_cli_adversarial.py::test_sigterm_is_an_interruption_that_keeps_results",
+    "tests/experiments/test_resume.py::test_several_processes_writing_one_store_lose_no_rows",
+    "tests/store/test_damage.py::test_a_read_only_runs_dir",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        return next((i for i, prefix in enumerate(SLOWEST_FIRST) if item.nodeid.startswith(prefix)), len(SLOWEST_FIRST))
+
+    items.sort(key=rank)  # stable: every other test keeps its place
