@@ -34,6 +34,7 @@ from ticketlab.analysis.stability import (
     linear_path, train_copy, weights_at,
 )
 from ticketlab.data import Dataset
+from ticketlab.engine.lock import no_check
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments.branches import BRANCHES, MAIN
 from ticketlab.experiments.imp import Replicate
@@ -175,70 +176,129 @@ def subject_start(replicate: Replicate, subject: Subject, mask: Mask | None, wei
     return masked(BRANCHES.get(subject.branch).start_weights(view, subject.level), mask)
 
 
-def _source_sha(replicate: Replicate, subject: Subject) -> str:
+def source_sha(store: ResultsStore, run_id: str, seed: int, subject: Subject) -> str:
     """The recorded checksum of what a subject's copies derive from: the initial weights
     (dense) or the IMP level's mask (tickets and both baselines); a copy made from other
     files is stale."""
     name = "init.safetensors" if subject.level == 0 else f"{MAIN}/level_{subject.level}/mask.safetensors"
-    return replicate.store.artifact_sha(replicate._rel(replicate.root / name)) or ""
+    return store.artifact_sha(f"{run_id}/seed_{seed}/{name}") or ""
+
+
+def study_folder(runs_dir: Path, run_id: str, seed: int, subject: Subject, k: int) -> Path:
+    """Where the copies and paths of one (seed, subject, k) live."""
+    return (Path(runs_dir) / run_id / f"seed_{seed}" / STUDY_FOLDER / subject.branch / f"level_{subject.level}"
+            / f"k_{k}")
 
 
 def _verified_copy(path: Path, source: str) -> dict[str, torch.Tensor] | None:
     """The tensors at `path` when its `.sha256` sidecar matches and it was made from `source`."""
+    sha = verified_copy_sha(path, source)
+    return None if sha is None else load_tensors(path)
+
+
+def verified_copy_sha(path: Path, source: str) -> str | None:
+    """The checksum of the copy at `path` when its sidecar matches and it was made from `source`."""
     sidecar = checksum_file(path.parent, path.name)
-    if not path.is_file() or not sidecar.is_file() or read_checksum(sidecar) != sha256_file(path):
+    if not path.is_file() or not sidecar.is_file():
+        return None
+    sha = sha256_file(path)
+    if read_checksum(sidecar) != sha:
         return None
     with safe_open(str(path), "pt") as handle:
         if json.loads((handle.metadata() or {}).get("ticketlab", "{}")).get("source_sha256") != source:
             return None
-    return load_tensors(path)
+    return sha
+
+
+_START: dict = {}  # the last subject's start weights (key -> state): its copies share one replay of W_k
+
+
+def _start_weights(replicate: Replicate, subject: Subject, mask: Mask | None, k: int, schedule: TrainSpec,
+                   device, source: str) -> State:
+    """The subject's start weights at k, computed once for consecutive copies in one process."""
+    key = (str(replicate.root), subject, k, str(device), source)
+    if key not in _START:
+        _START.clear()
+        _START[key] = subject_start(replicate, subject, mask, dense_weights_at(replicate, k, schedule, device))
+    return _START[key]
+
+
+def subject_mask(replicate: Replicate, subject: Subject) -> Mask | None:
+    """The subject's mask (None: the dense network)."""
+    return None if subject.level == 0 else _RewoundTo(replicate, {}).mask(subject.branch, subject.level)
+
+
+def _model_fn(replicate: Replicate, device) -> ModelFn:
+    return (lambda: replicate.new_model(0)) if device is None else (lambda: replicate.new_model(0).to(device))
+
+
+def ensure_copy(replicate: Replicate, subject: Subject, k: int, schedule: TrainSpec, copy: int, *,
+                device=None, check: Callable[[], None] = no_check) -> dict[str, torch.Tensor]:
+    """Copy `copy` of a subject at k: its stored file when it verifies, else trained and written
+    (after `check()`, the engine's guard against writing for a dead driver)."""
+    path = study_folder(replicate.store.runs_dir, replicate.run_id, replicate.seed, subject, k) / \
+        f"copy_{copy}.safetensors"
+    source = source_sha(replicate.store, replicate.run_id, replicate.seed, subject)
+    weights = _verified_copy(path, source)
+    if weights is not None:
+        return weights
+    mask = subject_mask(replicate, subject)
+    start = _start_weights(replicate, subject, mask, k, schedule, device, source)
+    trained = train_copy(_model_fn(replicate, device), start, replicate.dataset, schedule, k, seed=replicate.seed,
+                         copy=copy, mask=mask, device=device)
+    check()
+    write_checksum(path.parent, path.name, save_tensors(path, trained.weights, {
+        "run_id": replicate.run_id, "seed": str(replicate.seed), "branch": subject.branch,
+        "level": str(subject.level), "k": str(k), "copy": str(copy), "copy_seed": str(trained.seed),
+        "source_sha256": source}))
+    return trained.weights
 
 
 def measure(replicate: Replicate, subject: Subject, k: int, schedule: TrainSpec, *, copies: int, points: int,
-            device=None) -> Instability:
+            device=None, check: Callable[[], None] = no_check) -> Instability:
     """One subject of one replicate at iteration k: its copies (trained unless stored) and the
     linear path of each pair (evaluated unless stored for the same copies)."""
-    folder = replicate.root / STUDY_FOLDER / subject.branch / f"level_{subject.level}" / f"k_{k}"
-    source = _source_sha(replicate, subject)
-    model_fn: ModelFn = (lambda: replicate.new_model(0)) if device is None else \
-        (lambda: replicate.new_model(0).to(device))
-    mask = None if subject.level == 0 else _RewoundTo(replicate, {}).mask(subject.branch, subject.level)
-    finals, shas, accuracies, start = [], [], [], None
+    folder = study_folder(replicate.store.runs_dir, replicate.run_id, replicate.seed, subject, k)
+    model_fn = _model_fn(replicate, device)
+    mask = subject_mask(replicate, subject)
+    finals, shas, accuracies = [], [], []
     for c in range(copies):
-        path = folder / f"copy_{c}.safetensors"
-        weights = _verified_copy(path, source)
-        if weights is None:  # not trained yet, or cut off: (re)train this copy only
-            if start is None:
-                start = subject_start(replicate, subject, mask, dense_weights_at(replicate, k, schedule, device))
-            trained = train_copy(model_fn, start, replicate.dataset, schedule, k, seed=replicate.seed, copy=c,
-                                 mask=mask, device=device)
-            weights = trained.weights
-            write_checksum(path.parent, path.name, save_tensors(path, weights, {
-                "run_id": replicate.run_id, "seed": str(replicate.seed), "branch": subject.branch,
-                "level": str(subject.level), "k": str(k), "copy": str(c), "copy_seed": str(trained.seed),
-                "source_sha256": source}))
+        weights = ensure_copy(replicate, subject, k, schedule, c, device=device, check=check)
         finals.append(weights)
-        shas.append(sha256_file(path))
+        shas.append(sha256_file(folder / f"copy_{c}.safetensors"))
         model = model_fn()
         model.load_state_dict(weights)
         here = next(model.parameters()).device
         accuracies.append(evaluate(model, replicate.dataset.test.x.to(here), replicate.dataset.test.y.to(here))[1])
-    pairs = [(a, b) for a in range(copies) for b in range(a + 1, copies)]
+    pairs = copy_pairs(copies)
     paths = [_path(replicate, folder, k, (a, b), (finals[a], finals[b]), (shas[a], shas[b]), points, mask,
-                   model_fn) for a, b in pairs]
+                   model_fn, check) for a, b in pairs]
     density = 1.0 if mask is None else mask.density
     return Instability(replicate.seed, subject, density, k, [copy_seed(replicate.seed, c) for c in range(copies)],
                        accuracies, pairs, paths, folder)
 
 
-def _path(replicate, folder: Path, k: int, pair, finals, shas, points: int, mask, model_fn) -> LinearPath:
-    """The stored path of a pair when it was made from these copies at `points` alphas, else evaluated."""
+def copy_pairs(copies: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(copies) for b in range(a + 1, copies)]
+
+
+def stored_path(folder: Path, pair: tuple[int, int], shas: Sequence[str], points: int) -> LinearPath | None:
+    """The stored path of a pair when it was made from the copies of checksums `shas` at `points` alphas."""
     record = folder / f"path_{pair[0]}_{pair[1]}.json"
     stored = json.loads(record.read_text()) if record.is_file() else {}
-    if stored.get("copies_sha256") == list(shas) and len(stored.get("alphas", ())) == points:
-        return LinearPath(**{f.name: stored[f.name] for f in dataclasses.fields(LinearPath)})
+    if stored.get("copies_sha256") != list(shas) or len(stored.get("alphas", ())) != points:
+        return None
+    return LinearPath(**{f.name: stored[f.name] for f in dataclasses.fields(LinearPath)})
+
+
+def _path(replicate, folder: Path, k: int, pair, finals, shas, points: int, mask, model_fn, check) -> LinearPath:
+    """The stored path of a pair when it was made from these copies at `points` alphas, else evaluated."""
+    path = stored_path(folder, pair, shas, points)
+    if path is not None:
+        return path
     path = linear_path(model_fn, *finals, replicate.dataset, points=points, mask=mask, seed=replicate.seed)
-    atomic_write_bytes(record, json.dumps(path.to_dict() | {
+    check()
+    atomic_write_bytes(folder / f"path_{pair[0]}_{pair[1]}.json", json.dumps(path.to_dict() | {
         "seed": replicate.seed, "k": k, "copies": list(pair),
         "copy_seeds": [copy_seed(replicate.seed, c) for c in pair], "copies_sha256": list(shas)}, indent=1).encode())
     return path
@@ -265,17 +325,25 @@ def instability_study(runs_dir: str | Path, run: str, ks: Sequence[int], *, leve
                       branches: Sequence[str] = (MAIN,), copies: int = DEFAULT_COPIES,
                       points: int = DEFAULT_POINTS, seeds: Sequence[int] | None = None,
                       data_dir: str | Path | None = None, dataset: Dataset | None = None, device=None,
-                      report: Callable[[Instability], None] | None = None) -> list[Instability]:
+                      report: Callable[[Instability], None] | None = None, jobs: int = 1, executor: str = "local",
+                      address: str | None = None) -> list[Instability]:
     """The instability of a stored run's networks at each k of `ks`, per seed (default: the
     run's seeds): the dense network for level 0, and the tickets and baselines (`branches`) of
-    each level >= 1 in `levels`. Every input is checked before any training; rows go to
-    `<run>/stability.csv` as each (seed, subject, k) finishes."""
+    each level >= 1 in `levels`. Each copy is an engine task (`stability_tasks`), run on `jobs`
+    local processes or Ray under the run's lock; every input is checked before any training,
+    and rows go to `<run>/stability.csv` as each (seed, subject, k) finishes."""
+    from ticketlab.analysis.stability_tasks import Study, run_study
+    from ticketlab.engine.executors import check_executor
     from ticketlab.experiments import spec_from_dict
     from ticketlab.experiments.tasks import load_data
     from ticketlab.store.report import resolve_run
+    from ticketlab.training.device import resolved_name
 
     _check_count("copies", copies, 2)
     _check_count("points", points, 2)
+    if jobs < 1:
+        raise TicketlabError(f"jobs must be at least 1, got {jobs}")
+    check_executor(executor, address)
     store = ResultsStore(runs_dir, readonly=True)
     run_id = resolve_run(store, run)
     spec = spec_from_dict({k: v for k, v in (store.run_spec(run_id) or {}).items() if k != "identity"})
@@ -293,22 +361,20 @@ def instability_study(runs_dir: str | Path, run: str, ks: Sequence[int], *, leve
     if unknown:
         raise TicketlabError(f"run {run_id} has no seed {', '.join(map(str, unknown))}; its seeds: "
                              f"{', '.join(map(str, spec.seeds))}")
+    data_dir = Path(data_dir) if data_dir is not None else None
     if dataset is None:
-        dataset = load_data(spec, Path(data_dir) if data_dir is not None else None)
-    replicates = [Replicate(spec, run_id, seed, store, dataset) for seed in seeds]
-    for replicate in replicates:
-        if replicate.load(replicate.root / "init.safetensors") is None:
-            dense_weights_at(replicate, 0, schedule)  # raises its one-line error
-        _check_levels(replicate, wanted)
-    results = []
-    for replicate in replicates:
-        for subject in wanted:
-            for k in ks:
-                results.append(measure(replicate, subject, k, schedule, copies=copies, points=points, device=device))
-                write_csv(store.runs_dir / run_id / CSV_NAME, results)
-                if report is not None:
-                    report(results[-1])
-    return results
+        dataset = load_data(spec, data_dir)
+    device = resolved_name(device) if isinstance(device, str) else (None if device is None else str(device))
+    study = Study(spec, run_id, store.runs_dir, data_dir, device, copies, points)
+    return run_study(study, seeds, wanted, ks, dataset, report=report, jobs=jobs, executor=executor, address=address)
+
+
+def check_replicate(replicate: Replicate, wanted: Sequence[Subject]) -> None:
+    """Refuse, in one line and before any training, a seed without stored initial weights or
+    without a finished level asked for."""
+    if replicate.load(replicate.root / "init.safetensors") is None:
+        dense_weights_at(replicate, 0, replicate.spec.training.train_spec())  # raises its one-line error
+    _check_levels(replicate, list(wanted))
 
 
 def _key(row: dict) -> tuple:

@@ -14,7 +14,6 @@ from ticketlab.cli.common import (
 def _cmd_stability(args: argparse.Namespace) -> int:
     from ticketlab.analysis.stability_study import CSV_NAME, STUDY_FOLDER, instability_study
     from ticketlab.plots.stability import plot_stability
-    from ticketlab.training.device import resolve_device
 
     apply_threads(args)
     print_setup(args.device)
@@ -30,7 +29,8 @@ def _cmd_stability(args: argparse.Namespace) -> int:
 
     results = instability_study(args.runs_dir, args.run_id, args.rewind_iterations, levels=args.levels,
                                 branches=args.branches, copies=args.copies, points=args.points, seeds=args.seeds,
-                                data_dir=args.data_dir, device=resolve_device(args.device), report=report)
+                                data_dir=args.data_dir, device=args.device, report=report, jobs=args.jobs,
+                                executor=args.executor, address=args.address)
     run_dir = results[0].folder.parents[4]
     print(f"\nwrote {run_dir / CSV_NAME} and the copies and paths under seed_<s>/{STUDY_FOLDER}/")
     print(f"plots: {', '.join(map(str, plot_stability(run_dir)))}")
@@ -38,6 +38,8 @@ def _cmd_stability(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
+    from ticketlab.engine import EXECUTORS
+
     parser = commands.add_parser(
         "stability", help="instability (linear mode connectivity) of a run's networks at rewind points k",
         description="Frankle et al. 2020, 'Linear Mode Connectivity and the Lottery Ticket Hypothesis': from the "
@@ -62,6 +64,10 @@ def add_commands(commands) -> None:
     parser.add_argument("--seeds", type=csv_list(seed_int), help="which of the run's seeds (default: all)")
     add_runs_dir(parser)
     add_data_dir(parser)
-    add_device(parser, "copies train and paths are evaluated", jobs=False)
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="copies and paths at a time, one process and thread each (default: %(default)s)")
+    parser.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="local or ray (default: %(default)s)")
+    parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
+    add_device(parser, "copies train and paths are evaluated")
     add_threads(parser)
     parser.set_defaults(run=_cmd_stability)
