@@ -33,6 +33,7 @@ from ticketlab.analysis.stability import (
     DEFAULT_COPIES, DEFAULT_POINTS, LinearPath, ModelFn, State, _check_count, check_iteration, copy_seed,
     linear_path, train_copy, weights_at,
 )
+from ticketlab.analysis.stability_report import CSV_NAME  # noqa: F401 (where callers have found it)
 from ticketlab.data import Dataset
 from ticketlab.engine.lock import no_check
 from ticketlab.errors import TicketlabError
@@ -45,7 +46,6 @@ from ticketlab.training import TrainSpec, evaluate
 
 STUDY_BRANCHES = (MAIN, "reinit", "random_mask")  # the subjects of the paper's Sections 4-5
 STUDY_FOLDER = "stability"  # under each seed's folder: <branch>/level_<L>/k_<k>/
-CSV_NAME = "stability.csv"  # in the run's folder: one row per (seed, branch, level, k)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ticketlab.analysis.stability_study import (
-    CSV_NAME, Instability, Subject, check_replicate, copy_pairs, measure, source_sha, stored_path, study_folder,
+    Instability, Subject, check_replicate, copy_pairs, measure, source_sha, stored_path, study_folder,
     ensure_copy, verified_copy_sha, write_csv,
 )
+from ticketlab.analysis.stability_report import CSV_NAME
 from ticketlab.data import Dataset
 from ticketlab.engine import Context, cached, run_tasks
 from ticketlab.engine.lock import no_check

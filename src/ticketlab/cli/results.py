@@ -53,12 +53,12 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _csv_target(path: Path) -> Path:
+def _csv_target(path: Path, flag: str = "--csv", example: str = "levels.csv") -> Path:
     """`path` if a CSV file can go there; a clear error otherwise (checked before any output)."""
     if path.is_dir():
-        raise TicketlabError(f"--csv {path} is a folder; give a file name, e.g. --csv {path / 'levels.csv'}")
+        raise TicketlabError(f"{flag} {path} is a folder; give a file name, e.g. {flag} {path / example}")
     if not path.parent.is_dir():
-        raise TicketlabError(f"--csv {path}: the folder {path.parent} does not exist; create it or give another path")
+        raise TicketlabError(f"{flag} {path}: the folder {path.parent} does not exist; create it or give another path")
     return path
 
 
@@ -67,8 +67,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from ticketlab.store.report import export_csv, headline, level_table, resolve_run, summarise
 
     csv_path = _csv_target(args.csv) if args.csv else None
+    if args.stability_csv:
+        _csv_target(args.stability_csv, "--stability-csv", "stability.csv")
     store = ResultsStore(args.runs_dir, readonly=True)
     run_id = resolve_run(store, args.run_id)
+    stability = _stability_rows(args, run_id)
     rows = store.levels(run_id)
     held = sorted({r.seed for r in rows})
     if args.seeds is not None:
@@ -91,7 +94,33 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if csv_path:
         export_csv(rows, csv_path)
         print(f"\nwrote {csv_path}")
+    if stability:
+        _show_stability(args, run_id, stability)
     return 0
+
+
+def _stability_rows(args: argparse.Namespace, run_id: str) -> list[dict]:
+    """The run's stability rows (`ticketlab stability`); none with --stability-csv is an error."""
+    from ticketlab.analysis.stability_report import CSV_NAME, stability_rows
+
+    rows = stability_rows(args.runs_dir / run_id)
+    if args.stability_csv and not rows:
+        raise TicketlabError(f"run {run_id} has no stability study ({args.runs_dir / run_id / CSV_NAME}); run "
+                             f"`ticketlab stability {run_id[:8]} --rewind-iterations K,...` first")
+    return rows
+
+
+def _show_stability(args: argparse.Namespace, run_id: str, rows: list[dict]) -> None:
+    """The run's stability table; `--stability-csv` copies its rows."""
+    import shutil
+
+    from ticketlab.analysis.stability_report import CSV_NAME, stability_table
+
+    print(f"\ninstability (error barriers between copies, {args.runs_dir / run_id / CSV_NAME}):")
+    print(stability_table(rows))
+    if args.stability_csv:
+        shutil.copyfile(args.runs_dir / run_id / CSV_NAME, args.stability_csv)
+        print(f"\nwrote {args.stability_csv}")
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -125,6 +154,7 @@ def add_commands(commands) -> None:
     show.add_argument("run_id", metavar="RUN", help="run id (a unique prefix is enough)")
     show.add_argument("--seeds", type=csv_list(int), help="average only these seeds (comma-separated)")
     show.add_argument("--csv", type=Path, help="also export every level row to this CSV file")
+    show.add_argument("--stability-csv", type=Path, help="also copy the run's stability rows to this CSV file")
     add_runs_dir(show)
     show.set_defaults(run=_cmd_show)
 
