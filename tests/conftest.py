@@ -24,6 +24,7 @@ def tiny_dataset():
 SLOWEST_FIRST = (
     "tests/engine/test_ray.py::test_a_sweep_on_a_local_ray_cluster",
     "tests/experiments/test_resume.py::test_kill_9",
+    "tests/analysis/test_stability_engine.py::test_two_jobs_write_the_same_csv_and_copies_as_one",
     "tests/models/test_own_model.py::test_imp_with_an_own_model_in_worker_processes",
     "tests/engine/test_orphans.py::test_workers_die_with_a_driver_killed_at_any_moment",
     "tests/supermasks/test_reproduce.py::test_parallel_cells_give_the_serial_results",
