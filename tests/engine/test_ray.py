@@ -26,8 +26,8 @@ def shown(capsys, runs, run_id):
 def test_a_sweep_on_a_local_ray_cluster_gives_the_local_executors_tables(tmp_path, capsys):
     path = tmp_path / "sweep.toml"
     path.write_text(SWEEP)
-    for executor in ("local", "ray"):
-        assert main(["sweep", str(path), "--jobs", "2", "--executor", executor,
+    for executor, jobs in (("local", "1"), ("ray", "2")):  # in this process, and on two Ray workers
+        assert main(["sweep", str(path), "--jobs", jobs, "--executor", executor,
                      "--runs-dir", str(tmp_path / executor)]) == 0
     out = capsys.readouterr().out
     assert "ray: cluster ready in" in out
