@@ -1,8 +1,6 @@
 """ticketlab's native CSR kernels (issue #14): exact on hand cases, equal to torch's dense
 products to rounding at every batch size, batch-invariant, and absent without a compiler."""
 
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -96,27 +94,38 @@ def test_bad_activations_are_refused_with_the_shape_wanted():
         csr.mm(values[:-1], torch.randn(6, 3))
 
 
-def test_without_a_compiler_the_kernels_are_absent_and_say_why(tmp_path):
-    code = ("from ticketlab import kernels; print(kernels.available()); print(kernels.unavailable_reason())")
-    env = {"PATH": "/nonexistent", "CC": "", "TICKETLAB_CACHE_DIR": str(tmp_path), "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert result.stdout.splitlines() == ["False", "no C compiler found (set CC, or install gcc or clang)"]
-    env["TICKETLAB_NATIVE"] = "0"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert result.stdout.splitlines() == ["False", "TICKETLAB_NATIVE=0"]
+@pytest.fixture
+def rebuilt(tmp_path, monkeypatch):
+    """`kernels.available()` and `unavailable_reason()` as a fresh process would see them under
+    the environment the test sets (cache in a folder of its own); the usual library afterwards."""
+    monkeypatch.setenv("TICKETLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TICKETLAB_NATIVE", raising=False)
+
+    def check() -> tuple[bool, str | None]:
+        kernels.library.cache_clear()
+        return kernels.available(), kernels.unavailable_reason()
+
+    yield check
+    kernels.library.cache_clear()
+
+
+def test_without_a_compiler_the_kernels_are_absent_and_say_why(rebuilt, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("CC", "")
+    assert rebuilt() == (False, "no C compiler found (set CC, or install gcc or clang)")
+    monkeypatch.setenv("TICKETLAB_NATIVE", "0")
+    assert rebuilt() == (False, "TICKETLAB_NATIVE=0")
 
 
 @native
-def test_a_compile_error_is_reported_not_raised(tmp_path, monkeypatch):
+def test_a_compile_error_is_reported_not_raised(rebuilt, tmp_path, monkeypatch):
     bad = tmp_path / "cc"
     bad.write_text("#!/bin/sh\necho 'error: this compiler is broken' >&2\nexit 1\n")
     bad.chmod(0o755)
-    code = "from ticketlab import kernels; print(kernels.available()); print(kernels.unavailable_reason())"
-    env = {"PATH": "/usr/bin:/bin", "CC": str(bad), "TICKETLAB_CACHE_DIR": str(tmp_path / "cache"),
-           "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    lines = result.stdout.splitlines()
-    assert lines[0] == "False" and "could not compile csr.c: error: this compiler is broken" in lines[1]
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setenv("CC", str(bad))
+    available, reason = rebuilt()
+    assert not available and "could not compile csr.c: error: this compiler is broken" in reason
     assert not list((tmp_path / "cache").glob("*"))  # no half-written library left behind
 
 
