@@ -190,12 +190,6 @@ def study_folder(runs_dir: Path, run_id: str, seed: int, subject: Subject, k: in
             / f"k_{k}")
 
 
-def _verified_copy(path: Path, source: str) -> dict[str, torch.Tensor] | None:
-    """The tensors at `path` when its `.sha256` sidecar matches and it was made from `source`."""
-    sha = verified_copy_sha(path, source)
-    return None if sha is None else load_tensors(path)
-
-
 def verified_copy_sha(path: Path, source: str) -> str | None:
     """The checksum of the copy at `path` when its sidecar matches and it was made from `source`."""
     sidecar = checksum_file(path.parent, path.name)
@@ -233,25 +227,26 @@ def _model_fn(replicate: Replicate, device) -> ModelFn:
 
 
 def ensure_copy(replicate: Replicate, subject: Subject, k: int, schedule: TrainSpec, copy: int, *,
-                device=None, check: Callable[[], None] = no_check) -> dict[str, torch.Tensor]:
-    """Copy `copy` of a subject at k: its stored file when it verifies, else trained and written
-    (after `check()`, the engine's guard against writing for a dead driver)."""
+                device=None, check: Callable[[], None] = no_check) -> tuple[dict[str, torch.Tensor], str]:
+    """Copy `copy` of a subject at k and its file's SHA-256: the stored file when it verifies, else
+    trained and written (after `check()`, the engine's guard against writing for a dead driver)."""
     path = study_folder(replicate.store.runs_dir, replicate.run_id, replicate.seed, subject, k) / \
         f"copy_{copy}.safetensors"
     source = source_sha(replicate.store, replicate.run_id, replicate.seed, subject)
-    weights = _verified_copy(path, source)
-    if weights is not None:
-        return weights
+    sha = verified_copy_sha(path, source)
+    if sha is not None:
+        return load_tensors(path), sha
     mask = subject_mask(replicate, subject)
     start = _start_weights(replicate, subject, mask, k, schedule, device, source)
     trained = train_copy(_model_fn(replicate, device), start, replicate.dataset, schedule, k, seed=replicate.seed,
                          copy=copy, mask=mask, device=device)
     check()
-    write_checksum(path.parent, path.name, save_tensors(path, trained.weights, {
+    sha = save_tensors(path, trained.weights, {
         "run_id": replicate.run_id, "seed": str(replicate.seed), "branch": subject.branch,
         "level": str(subject.level), "k": str(k), "copy": str(copy), "copy_seed": str(trained.seed),
-        "source_sha256": source}))
-    return trained.weights
+        "source_sha256": source})
+    write_checksum(path.parent, path.name, sha)
+    return trained.weights, sha
 
 
 def measure(replicate: Replicate, subject: Subject, k: int, schedule: TrainSpec, *, copies: int, points: int,
@@ -263,9 +258,9 @@ def measure(replicate: Replicate, subject: Subject, k: int, schedule: TrainSpec,
     mask = subject_mask(replicate, subject)
     finals, shas, accuracies = [], [], []
     for c in range(copies):
-        weights = ensure_copy(replicate, subject, k, schedule, c, device=device, check=check)
+        weights, sha = ensure_copy(replicate, subject, k, schedule, c, device=device, check=check)
         finals.append(weights)
-        shas.append(sha256_file(folder / f"copy_{c}.safetensors"))
+        shas.append(sha)
         model = model_fn()
         model.load_state_dict(weights)
         here = next(model.parameters()).device

@@ -20,6 +20,7 @@ rounding across layouts and are deterministic per machine, ISA and thread count.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -30,8 +31,10 @@ AVX512_ISA_PREFIXES = ("AVX512", "AVX10", "ALL", "DEFAULT")  # oneDNN ISA caps t
 SMALL_STRIDED_1X1_CHANNELS = 8  # strided 1x1 convs with fewer input channels crashed channels-last
 
 
+@functools.cache
 def _cpu_has_avx512() -> bool:
-    """Whether this CPU has AVX-512F (Linux's flags; else torch's own dispatch level)."""
+    """Whether this CPU has AVX-512F (Linux's flags; else torch's own dispatch level); read once,
+    not at every training call."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
