@@ -106,3 +106,44 @@ def test_imp_takes_rewind_stable_on_the_command_line(tmp_path, capsys):
     choice = json.loads((run_dir / CHOICE_FILE).read_text())
     assert choice["chosen"] in choice["candidates"] == [0, 1] and f"k = {choice['chosen']}" in out
     assert "rewind = stable: measuring" in out
+
+
+def test_a_spec_sets_its_own_ladder_and_only_then_is_it_in_the_run_id(tmp_path):
+    assert candidates(1000, (0.0, 0.02, 0.05, 0.1, 0.25)) == [0, 20, 50, 100, 250]
+    own, _ = prepare(spec_from_dict(TINY | {"rewind": {"iteration": "stable", "stable_candidates": [0, 0.5]}}), tmp_path)
+    assert own.spec.rewind.stable_candidates == (0.0, 0.5)
+    assert own.spec.identity()["rewind"] == {"iteration": "stable", "stable_candidates": [0.0, 0.5]}
+    assert own.run_id != prepare(stable_spec(), tmp_path)[0].run_id
+
+
+@pytest.mark.parametrize("ladder", [[], [0.5, 0.1], [0, 1.0], [-0.1, 0.2], [0.1, 0.1]])
+def test_a_bad_ladder_is_refused(tmp_path, ladder):
+    with pytest.raises(SpecError, match="stable_candidates must be increasing fractions"):
+        prepare(spec_from_dict(TINY | {"rewind": {"iteration": "stable", "stable_candidates": ladder}}), tmp_path)
+
+
+def test_the_choice_is_the_mean_over_the_seeds(tmp_path, monkeypatch):
+    """Barriers 1.5% and 3.5% at k = 0 average to 2.5%, not stable; at k = 1, 1% and 2.5% give
+    1.75%: stable, though seed 1 alone is not."""
+    barriers = {(0, 0): 0.015, (1, 0): 0.035, (0, 1): 0.01, (1, 1): 0.025}
+
+    class Fake:
+        def __init__(self, seed, k):
+            self.seed, self.k, self.test_barrier, self.train_barrier = seed, k, barriers[seed, k], 0.0
+
+        def row(self):
+            return {"endpoint_test_error": 0.1}
+
+    monkeypatch.setattr(stability_choice, "measure", lambda replicate, subject, k, *a, **kw: Fake(replicate.seed, k))
+    monkeypatch.setattr(stability_choice, "write_csv", lambda *a: None)
+    experiment, _ = prepare(spec_from_dict(TINY | {"seeds": [0, 1], "rewind": {"iteration": "stable"}}), tmp_path)
+    from ticketlab.experiments.runner import register
+    from ticketlab.store import ResultsStore
+
+    register(experiment, ResultsStore(tmp_path))
+    lines = []
+    choice = stability_choice.choose_rewind(experiment, report=lines.append)
+    assert choice["chosen"] == 1 and choice["stable"] and choice["seeds"] == [0, 1]
+    assert [m["test_barrier"] for m in choice["measured"]] == pytest.approx([0.025, 0.0175])
+    assert choice["measured"][1]["test_barrier_per_seed"] == [0.01, 0.025]
+    assert "mean of 2 seeds" in lines[1]

@@ -106,3 +106,56 @@ def test_jobs_below_one_and_unknown_executors_are_refused(runs_copy):
     with pytest.raises(TicketlabError, match="executor"):
         instability_study(runs, experiment.run_id, [0], dataset=dataset, executor="slurm")
 
+
+
+SLOW_SECOND_COPY = """
+import sys, time
+from ticketlab.analysis import stability_study
+from ticketlab.cli import main
+
+trained = stability_study.train_copy
+def slow(*args, copy, **kwargs):
+    if copy == 1:  # copy 0 is on disk: wait here to be killed
+        print("between copies", flush=True)
+        time.sleep(120)
+    return trained(*args, copy=copy, **kwargs)
+stability_study.train_copy = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_study_killed_between_copies_resumes_to_the_same_results(one_level_run, tmp_path, monkeypatch):
+    """SIGKILL while copy 0 is written and copy 1 not: the rerun trains copies 1 and 2 only, and
+    its CSV, copies and paths are byte for byte those of a study never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    runs, experiment, _ = one_level_run
+    killed, whole = (shutil.copytree(runs, tmp_path / name) for name in ("killed", "whole"))
+    argv = ["stability", experiment.run_id, "--rewind-iterations", "5", "--copies", "3", "--points", "3",
+            "--device", "cpu"]
+    process = subprocess.Popen([sys.executable, "-c", SLOW_SECOND_COPY, *argv, "--runs-dir", str(killed)],
+                               stdout=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    try:
+        next(line for line in process.stdout if "between copies" in line)  # StopIteration: it died first
+        folder = killed / experiment.run_id / "seed_0" / STUDY_FOLDER / "imp" / "level_0" / "k_5"
+        assert (folder / "copy_0.safetensors").is_file() and not (folder / "copy_1.safetensors").exists()
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    first = (folder / "copy_0.safetensors").stat().st_mtime_ns
+    trained = []
+    real = stability_study.train_copy
+    monkeypatch.setattr(stability_study, "train_copy",
+                        lambda *a, copy, **kw: trained.append(copy) or real(*a, copy=copy, **kw))
+    assert main([*argv, "--runs-dir", str(killed)]) == 0
+    assert sorted(trained) == [1, 2] and (folder / "copy_0.safetensors").stat().st_mtime_ns == first
+    monkeypatch.setattr(stability_study, "train_copy", real)
+    assert main([*argv, "--runs-dir", str(whole)]) == 0
+    assert copy_files(killed, experiment.run_id) == copy_files(whole, experiment.run_id)
+    for name in (CSV_NAME, f"seed_0/{STUDY_FOLDER}/imp/level_0/k_5/path_0_2.json"):
+        assert (killed / experiment.run_id / name).read_text() == (whole / experiment.run_id / name).read_text()

@@ -26,3 +26,16 @@ def stability_table(rows: list[dict]) -> str:
         lines.append(f"{row['seed']:>4} {row['branch']:<11} {row['level']:>5} {float(row['density']):>8.2%} "
                      f"{row['k']:>7} {float(row['test_barrier']):>12.2%} {float(row['train_barrier']):>13.2%}")
     return "\n".join(lines)
+
+
+# The live table `ticketlab stability` (and a spec's [stability] section) prints, one line per result.
+TABLE_HEADER = (f"{'seed':>4} {'network':<11} {'level':>5} {'density':>8} {'k':>7} {'copies':>6} {'test barrier':>12} "
+                f"{'train barrier':>13} {'end test err':>12}")
+
+
+def format_row(result) -> str:
+    """One `Instability` (analysis.stability_study) as a line of TABLE_HEADER."""
+    row = result.row()
+    network = "dense" if result.subject.level == 0 else result.subject.branch
+    return (f"{row['seed']:>4} {network:<11} {row['level']:>5} {row['density']:>8.2%} {row['k']:>7} {row['copies']:>6} "
+            f"{row['test_barrier']:>12.2%} {row['train_barrier']:>13.2%} {row['endpoint_test_error']:>12.2%}")

@@ -281,7 +281,8 @@ def stored_path(folder: Path, pair: tuple[int, int], shas: Sequence[str], points
     """The stored path of a pair when it was made from the copies of checksums `shas` at `points` alphas."""
     record = folder / f"path_{pair[0]}_{pair[1]}.json"
     stored = json.loads(record.read_text()) if record.is_file() else {}
-    if stored.get("copies_sha256") != list(shas) or len(stored.get("alphas", ())) != points:
+    if stored.get("copies_sha256") != list(shas) or len(stored.get("alphas", ())) != points \
+            or "train_examples" not in stored:  # paths stored before the train sample are measured again
         return None
     return LinearPath(**{f.name: stored[f.name] for f in dataclasses.fields(LinearPath)})
 

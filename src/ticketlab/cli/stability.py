@@ -12,20 +12,16 @@ from ticketlab.cli.common import (
 
 
 def _cmd_stability(args: argparse.Namespace) -> int:
+    from ticketlab.analysis.stability_report import TABLE_HEADER, format_row
     from ticketlab.analysis.stability_study import CSV_NAME, STUDY_FOLDER, instability_study
     from ticketlab.plots.stability import plot_stability
 
     apply_threads(args)
     print_setup(args.device)
-    print(f"{'seed':>4} {'network':<11} {'level':>5} {'density':>8} {'k':>7} {'copies':>6} {'test barrier':>12} "
-          f"{'train barrier':>13} {'end test err':>12}", flush=True)
+    print(TABLE_HEADER, flush=True)
 
     def report(result) -> None:
-        row = result.row()
-        network = "dense" if result.subject.level == 0 else result.subject.branch
-        print(f"{row['seed']:>4} {network:<11} {row['level']:>5} {row['density']:>8.2%} {row['k']:>7} {row['copies']:>6} "
-              f"{row['test_barrier']:>12.2%} {row['train_barrier']:>13.2%} {row['endpoint_test_error']:>12.2%}",
-              flush=True)
+        print(format_row(result), flush=True)
 
     results = instability_study(args.runs_dir, args.run_id, args.rewind_iterations, levels=args.levels,
                                 branches=args.branches, copies=args.copies, points=args.points, seeds=args.seeds,

@@ -97,9 +97,36 @@ def run_experiments(
         for experiment in experiments:
             remember(data_key(experiment.spec, experiment.data_dir), dataset)
     tasks = [task for experiment in experiments for task in experiment_tasks(experiment)]
-    return run_tasks(tasks, executor=executor, jobs=jobs, address=address, on_event=report or print_level,
-                     worker_events=print_level, show_progress=show_progress,
-                     on_start=lambda: (register_all(), measure_stable_rewinds(experiments)), device=devices.pop())
+    device = devices.pop()
+    ran = run_tasks(tasks, executor=executor, jobs=jobs, address=address, on_event=report or print_level,
+                    worker_events=print_level, show_progress=show_progress,
+                    on_start=lambda: (register_all(), measure_stable_rewinds(experiments)), device=device)
+    run_stability_sections(experiments, jobs=jobs, executor=executor, address=address, dataset=dataset)
+    return ran
+
+
+def run_stability_sections(experiments: Sequence[Experiment], **options) -> int:
+    """The [stability] study of every run that has one, once its levels are trained: the same
+    engine tasks as `ticketlab stability`, resumable, rows printed as they finish; returns how
+    many (seed, network, k) rows were measured or read back."""
+    from ticketlab.analysis.stability_report import format_row, TABLE_HEADER
+    from ticketlab.analysis.stability_study import instability_study
+
+    count = 0
+    for experiment in experiments:
+        study = experiment.spec.stability
+        if not study.rewind_iterations:
+            continue
+        print(f"\nstability of run {experiment.run_id} (its [stability] section): k = "
+              f"{', '.join(map(str, study.rewind_iterations))}, levels {', '.join(map(str, study.levels))}", flush=True)
+        print(TABLE_HEADER, flush=True)
+        results = instability_study(experiment.runs_dir, experiment.run_id, study.rewind_iterations,
+                                    levels=study.levels, branches=study.branches, copies=study.copies,
+                                    points=study.points, data_dir=experiment.data_dir,
+                                    device=None if experiment.device is None else str(experiment.device),
+                                    report=lambda result: print(format_row(result), flush=True), **options)
+        count += len(results)
+    return count
 
 
 def measure_stable_rewinds(experiments: Sequence[Experiment]) -> None:

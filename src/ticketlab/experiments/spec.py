@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ticketlab.errors import SpecError
+from ticketlab.experiments.stable_rewind import LADDER
 from ticketlab.masks.pipeline import STRATEGIES as PRUNING_STRATEGIES
 from ticketlab.schedules import PAPER_TRAINING, SMALL_DATA_TRAINING, model_recipe
 from ticketlab.training import TrainSpec
@@ -97,12 +98,14 @@ class PruningSpec:
 class RewindSpec:
     """Where survivors restart: iteration 0 (Frankle & Carbin 2019) or iteration k of the
     dense run ("late rewinding", Frankle et al. 2019). Give `iteration` or `epochs`, or
-    `iteration = "stable"`: the smallest k of a ladder at which the dense network's test error
-    barrier is under `stable_threshold`, measured before IMP (experiments/stable_rewind.py)."""
+    `iteration = "stable"`: the smallest k of the ladder `stable_candidates` (fractions of
+    training) at which the dense network's test error barrier is under `stable_threshold`,
+    measured before IMP (experiments/stable_rewind.py)."""
 
     iteration: int | str = 0
     epochs: float | None = None
     stable_threshold: float = 0.02
+    stable_candidates: tuple[float, ...] = LADDER
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,20 @@ class MethodSpec:
 
 
 @dataclass(frozen=True)
+class StabilitySpec:
+    """An instability study of the run, made once its levels are trained: what `ticketlab
+    stability RUN` measures (Frankle et al. 2020; analysis/stability_study.py), from a spec or
+    a sweep. No `rewind_iterations`: no study. Not part of the run id: it measures the run and
+    changes none of its results, so adding it to a finished run's spec resumes that run."""
+
+    rewind_iterations: tuple[int, ...] = ()
+    levels: tuple[int, ...] = (0,)  # 0: the dense network; L >= 1: level L's ticket and `branches`
+    branches: tuple[str, ...] = ("imp",)  # at levels >= 1: imp, random_mask, reinit
+    copies: int = 2
+    points: int = 30
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -151,9 +168,11 @@ class ExperimentSpec:
     method: MethodSpec = field(default_factory=MethodSpec)
     seeds: tuple[int, ...] = (0,)
     baselines: tuple[str, ...] = ()
+    stability: StabilitySpec = field(default_factory=StabilitySpec)
 
     def identity(self) -> dict:
-        """The part of the spec that names the run (everything but seeds and baselines).
+        """The part of the spec that names the run (everything but seeds, baselines and the
+        stability study).
 
         Sections added after the first release appear only when they differ from their
         defaults, so existing run ids stay valid.
@@ -171,7 +190,8 @@ class ExperimentSpec:
     def to_toml(self) -> str:
         """The resolved spec as TOML, every default visible."""
         lines = [f"seeds = {list(self.seeds)}", f"baselines = {json.dumps(list(self.baselines))}"]
-        for section in SECTIONS:
+        shown = SECTIONS + (("stability",) if self.stability.rewind_iterations else ())
+        for section in shown:
             lines.append(f"\n[{section}]")
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 if value is None:
@@ -248,7 +268,7 @@ def section_from_dict(cls, data: dict, where: str):
 
 def spec_from_dict(data: dict) -> ExperimentSpec:
     sections = {"data": DataSpec, "model": ModelSpec, "training": TrainingSpec, "pruning": PruningSpec,
-                "rewind": RewindSpec, "ticket": TicketSpec, "method": MethodSpec}
+                "rewind": RewindSpec, "ticket": TicketSpec, "method": MethodSpec, "stability": StabilitySpec}
     known = set(sections) | {"seeds", "baselines"}
     for key in data:
         if key not in known:
@@ -425,7 +445,34 @@ def resolve(spec: ExperimentSpec, *, train_examples: int, layer_kinds: dict[str,
     for seed in spec.seeds:
         if not 0 <= seed < SEED_LIMIT:
             raise SpecError(f"seeds: {seed} is out of range; a seed must be in [0, 2**32)")
+    _check_stability(spec, schedule.iterations, levels)
     return dataclasses.replace(spec, training=training, pruning=pruning, rewind=rewind)
+
+
+def _check_stability(spec: ExperimentSpec, iterations: int, levels: int | None) -> None:
+    """A [stability] section the run can carry out, refused before anything trains."""
+    study = spec.stability
+    if not study.rewind_iterations:
+        return
+    if spec.method.name != "imp":
+        raise SpecError(f"[stability] measures an IMP run's networks; method {spec.method.name} has no IMP levels")
+    for name in ("copies", "points"):
+        if getattr(study, name) < 2:
+            raise SpecError(f"stability.{name} must be at least 2, got {getattr(study, name)}")
+    for k in study.rewind_iterations:
+        if not 0 <= k < iterations:
+            raise SpecError(f"stability.rewind_iterations: k = {k} is beyond the schedule; each k must be in "
+                            f"[0, training.iterations = {iterations})")
+    for level in study.levels:
+        if not 0 <= level <= (levels or 0):
+            raise SpecError(f"stability.levels: the run has levels 0..{levels or 0}, not {level}")
+    valid = ("imp", "random_mask", "reinit")
+    for branch in study.branches:
+        if branch not in valid:
+            raise SpecError(f"stability.branches: unknown {branch!r}; valid: {', '.join(valid)}")
+    if any(level > 0 for level in study.levels) and spec.ticket.mask0 != "zero":
+        raise SpecError(f"[stability] holds pruned weights at zero (the paper's subnetworks); this run's "
+                        f"ticket.mask0 is {spec.ticket.mask0!r}")
 
 
 def _stable_rewind(spec: ExperimentSpec) -> RewindSpec:
@@ -439,10 +486,15 @@ def _stable_rewind(spec: ExperimentSpec) -> RewindSpec:
         raise SpecError("rewind.epochs and rewind.iteration = \"stable\" disagree; set only one of them")
     if not (math.isfinite(rewind.stable_threshold)):
         raise SpecError(f"rewind.stable_threshold must be a finite number, got {rewind.stable_threshold!r}")
+    ladder = rewind.stable_candidates
+    if not ladder or any(not (0 <= f < 1) for f in ladder) or list(ladder) != sorted(set(ladder)):
+        raise SpecError(f"rewind.stable_candidates must be increasing fractions of training in [0, 1), e.g. "
+                        f"{list(LADDER)}; got {list(ladder)}")
     if spec.method.name != "imp":
         raise SpecError(f"rewind.iteration = \"{STABLE}\" is measured before IMP; method {spec.method.name} "
                         "does not rewind")
-    return RewindSpec(iteration=STABLE, stable_threshold=rewind.stable_threshold)
+    return RewindSpec(iteration=STABLE, stable_threshold=rewind.stable_threshold,
+                      stable_candidates=tuple(float(f) for f in ladder))
 
 
 def _default(cls, name: str):

@@ -26,9 +26,11 @@ DEFAULT_THRESHOLD = 0.02  # the paper's "stable": a test error barrier under 2 p
 LADDER = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.05)
 
 
-def candidates(iterations: int) -> list[int]:
-    """The ladder's iterations for a schedule of `iterations`: round(f * T), deduplicated, in order."""
-    return list(dict.fromkeys(round(f * iterations) for f in LADDER))
+def candidates(iterations: int, ladder: tuple[float, ...] = LADDER) -> list[int]:
+    """The ladder's iterations for a schedule of `iterations`: round(f * T), deduplicated, in order.
+    A spec sets its own ladder with `rewind.stable_candidates` (e.g. for a short schedule, where
+    the paper's 0-5% of training are only a few dozen iterations)."""
+    return list(dict.fromkeys(round(f * iterations) for f in ladder))
 
 
 def rewind_iteration(iteration: int | str, run_dir: Path) -> int:
