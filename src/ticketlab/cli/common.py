@@ -129,6 +129,25 @@ def add_sparse_training(parser) -> None:
         "results up to floating-point rounding; not part of the run id")
 
 
+def track_value(text: str) -> tuple[str, ...]:
+    """argparse type of `--track`: tracker names, comma-separated (an unknown one is refused)."""
+    from ticketlab.errors import TicketlabError
+    from ticketlab.track import parse_track
+
+    try:
+        return parse_track(text)
+    except TicketlabError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("track.backends: ")) from None
+
+
+def add_track(parser) -> None:
+    """`--track`, for every command that trains runs: stream their numbers (docs/trackers.md)."""
+    parser.add_argument(
+        "--track", type=track_value, metavar="NAME,...",
+        help="stream evaluations, levels and the run to trackers: tensorboard, mlflow, wandb (offline unless "
+        "$WANDB_MODE), csv; files under <runs-dir>/track. Overrides the spec's [track]; not part of the run id")
+
+
 def add_device(parser, what: str = "levels train", jobs: bool = True) -> None:
     """`--device`, for every command that trains: where `what` happens; with `jobs`, the
     command's --jobs places one worker per GPU."""

@@ -43,6 +43,8 @@ def spec_from_args(args: argparse.Namespace):
         overrides["seeds"] = args.seeds
     if getattr(args, "baselines", None) is not None:
         overrides["baselines"] = args.baselines
+    if getattr(args, "track", None) is not None:
+        overrides.setdefault("track", {})["backends"] = list(args.track)
     return spec_with_overrides(base, overrides)
 
 
@@ -137,6 +139,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT (default: start a "
                        "local one of --jobs CPUs)")
     add_threads(group)
+    from ticketlab.cli.common import add_track
+
+    add_track(group)
     return group
 
 

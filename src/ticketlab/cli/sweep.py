@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         _confirm_size(args.file, sweep)
     planned = plan_sweep(sweep, args.runs_dir, args.data_dir, device=args.device,
                          sparse_training=args.sparse_training)
+    if args.track is not None:
+        from ticketlab.track.run import with_track
+
+        planned = dataclasses.replace(planned, runs=tuple((p, with_track(e, args.track)) for p, e in planned.runs))
     runs = planned.experiments()
     print_setup(args.device, "each grid point's", "each grid point's resolved spec (spec.toml in its run folder)")
     print(f"sweep {planned.sweep_id}{f' ({planned.sweep.name})' if planned.sweep.name else ''}: "
@@ -79,6 +84,9 @@ def add_commands(commands) -> None:
     add_device(parser)
     add_sparse_training(parser)
     add_threads(parser)
+    from ticketlab.cli.common import add_track
+
+    add_track(parser)
     parser.add_argument("--report", action="store_true", help="train nothing: print the table from the store")
     parser.add_argument("--yes", action="store_true",
                         help=f"run a sweep of more than {LARGE_SWEEP} grid points without asking")

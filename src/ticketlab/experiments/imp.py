@@ -69,6 +69,15 @@ class Replicate:
     def __post_init__(self):
         self.root = self.store.runs_dir / self.run_id / f"seed_{self.seed}"
         self.model = self.new_model(self.seed)
+        from ticketlab.track.level import reporting
+        from ticketlab.track.run import replicate_tracker
+
+        self.tracker = replicate_tracker(self.spec, self.store.runs_dir, self.run_id, self.seed)
+        self.report = reporting(self.report, self.tracker)  # trackers see every recorded level
+
+    def live(self, branch: str, level: int):
+        """The training loop's evaluation hook for a level: its trackers' (None without trackers)."""
+        return None if self.tracker is None else self.tracker.live(branch, level)
 
     @property
     def rewind_iteration(self) -> int:
@@ -232,7 +241,8 @@ class Replicate:
             progress.update(start, float("nan"))
             result = train(self.model, self.dataset, schedule, seed=self.seed,
                            constraints=WeightConstraints(self.model, mask, held), callbacks=callbacks,
-                           progress=progress, start_step=start, device=self.device, sparse=self.sparse)
+                           progress=progress, start_step=start, device=self.device, sparse=self.sparse,
+                           on_evaluation=self.live(branch, level))
         final = {name: value.detach().cpu().clone() for name, value in self.model.state_dict().items()}
         extra = ()
         if kind.own_budget:

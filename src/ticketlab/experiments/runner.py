@@ -85,6 +85,9 @@ def run_experiments(
     devices = {experiment.device for experiment in experiments}
     if len(devices) > 1:
         raise TicketlabError(f"experiments run together train on one device, got {sorted(map(str, devices))}")
+    from ticketlab.track.run import finish_tracking, open_tracking
+
+    experiments = open_tracking(experiments)  # trackers checked (one line each for those that fail) before any task
 
     def register_all() -> None:
         store = ResultsStore(experiments[0].runs_dir)
@@ -101,6 +104,7 @@ def run_experiments(
     ran = run_tasks(tasks, executor=executor, jobs=jobs, address=address, on_event=report or print_level,
                     worker_events=print_level, show_progress=show_progress,
                     on_start=lambda: (register_all(), measure_stable_rewinds(experiments)), device=device)
+    finish_tracking(experiments)  # levels the trackers missed, from the store; the figures
     run_stability_sections(experiments, jobs=jobs, executor=executor, address=address, dataset=dataset)
     return ran
 

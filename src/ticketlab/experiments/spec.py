@@ -22,6 +22,7 @@ from ticketlab.errors import SpecError
 from ticketlab.experiments.stable_rewind import LADDER
 from ticketlab.masks.pipeline import STRATEGIES as PRUNING_STRATEGIES
 from ticketlab.schedules import PAPER_TRAINING, SMALL_DATA_TRAINING, model_recipe
+from ticketlab.track.spec import TrackSpec
 from ticketlab.training import TrainSpec
 
 STRATEGIES = tuple(PRUNING_STRATEGIES.names())  # the registry of masks.pipeline
@@ -169,10 +170,11 @@ class ExperimentSpec:
     seeds: tuple[int, ...] = (0,)
     baselines: tuple[str, ...] = ()
     stability: StabilitySpec = field(default_factory=StabilitySpec)
+    track: TrackSpec = field(default_factory=TrackSpec)  # where numbers stream (ticketlab.track); not in the run id
 
     def identity(self) -> dict:
-        """The part of the spec that names the run (everything but seeds, baselines and the
-        stability study).
+        """The part of the spec that names the run (everything but seeds, baselines, the
+        stability study and the trackers).
 
         Sections added after the first release appear only when they differ from their
         defaults, so existing run ids stay valid.
@@ -190,7 +192,7 @@ class ExperimentSpec:
     def to_toml(self) -> str:
         """The resolved spec as TOML, every default visible."""
         lines = [f"seeds = {list(self.seeds)}", f"baselines = {json.dumps(list(self.baselines))}"]
-        shown = SECTIONS + (("stability",) if self.stability.rewind_iterations else ())
+        shown = SECTIONS + (("stability",) if self.stability.rewind_iterations else ()) + (("track",) if self.track.on else ())
         for section in shown:
             lines.append(f"\n[{section}]")
             for key, value in dataclasses.asdict(getattr(self, section)).items():
@@ -268,7 +270,8 @@ def section_from_dict(cls, data: dict, where: str):
 
 def spec_from_dict(data: dict) -> ExperimentSpec:
     sections = {"data": DataSpec, "model": ModelSpec, "training": TrainingSpec, "pruning": PruningSpec,
-                "rewind": RewindSpec, "ticket": TicketSpec, "method": MethodSpec, "stability": StabilitySpec}
+                "rewind": RewindSpec, "ticket": TicketSpec, "method": MethodSpec, "stability": StabilitySpec,
+                "track": TrackSpec}
     known = set(sections) | {"seeds", "baselines"}
     for key in data:
         if key not in known:

@@ -39,6 +39,10 @@ StepCallback = Callable[[int, nn.Module], None]
 LrFactor = Callable[[int], float]
 """The learning-rate multiplier for iteration `step` (1-based), e.g. a cosine decay."""
 
+EvaluationHook = Callable[["Evaluation", float, float], None]
+"""Called after every evaluation with (evaluation, learning rate, wall seconds since the start
+of training): how trackers (`ticketlab.track`) see a level live."""
+
 
 @dataclass
 class Evaluation:
@@ -146,6 +150,7 @@ def train(
     lr_factor: LrFactor | None = None,
     device: torch.device | str | None = None,
     sparse: SparseTraining | None = None,
+    on_evaluation: EvaluationHook | None = None,
 ) -> TrainResult:
     """Train `model` in place up to iteration `spec.iterations`; batches are drawn from `seed`.
 
@@ -167,6 +172,9 @@ def train(
     With `sparse` (fp32 only), the masked linear layers it selects train on sparse kernels
     (`training.sparse_kernels`); their dense weights are written back before every callback
     and at the end, and `result.sparse_layers` names them.
+
+    With `on_evaluation`, each evaluation is handed to it as it is made (one call per
+    evaluation, none per step: without it the loop is unchanged).
     """
     if lr_factor is None:
         lr_factor = schedule_factor(spec)
@@ -203,6 +211,8 @@ def train(
             test_loss, test_acc = evaluate(model, dataset.test.x, dataset.test.y)
             result.evaluations.append(Evaluation(step, train_loss, val_loss, val_acc, test_loss, test_acc))
             result.eval_seconds += time.perf_counter() - eval_started
+            if on_evaluation is not None:
+                on_evaluation(result.evaluations[-1], optimizer.param_groups[0]["lr"], eval_started - started)
             if progress is not None:
                 progress.update(step, test_acc)
 
