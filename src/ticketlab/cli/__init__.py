@@ -8,13 +8,13 @@ import signal
 import sys
 
 from ticketlab.cli import (
-    combine, compare, data, deconstruct, export, franken, imp, polytopes, reproduce, results, stability, store,
-    supermask, sweep, train,
+    combine, compare, data, deconstruct, export, franken, imp, polytopes, report, reproduce, results, stability,
+    store, supermask, sweep, train,
 )
 from ticketlab.errors import TicketlabError
 
-COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, compare, combine, franken, polytopes,
-                   stability, export, store, data)
+COMMAND_MODULES = (train, imp, sweep, deconstruct, supermask, reproduce, results, report, compare, combine, franken,
+                   polytopes, stability, export, store, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,10 +56,11 @@ def _paths(run_dir: Path) -> dict[tuple[str, int], dict[int, tuple[list[float], 
             for subject, by_k in sorted(curves.items(), key=_order)}
 
 
-def plot_stability(run_dir: str | Path) -> list[Path]:
-    """Write both figures into `run_dir` from its stability files; returns their paths (none
-    when the run has no stability rows)."""
+def plot_stability(run_dir: str | Path, out_dir: str | Path | None = None, suffix: str = ".png") -> list[Path]:
+    """Write both figures into `run_dir` (or `out_dir`; `suffix` picks the format) from its
+    stability files; returns their paths (none when the run has no stability rows)."""
     run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir
     table = run_dir / CSV_NAME
     if not table.is_file():
         return []
@@ -77,7 +78,7 @@ def plot_stability(run_dir: str | Path) -> list[Path]:
             ax.legend(fontsize=7)
         axes[0][0].set_ylabel("test error (%)")
         fig.tight_layout()
-        written.append(_save(fig, run_dir / PATHS_PNG))
+        written.append(_save(fig, (out / PATHS_PNG).with_suffix(suffix)))
     series: dict = defaultdict(lambda: defaultdict(list))
     densities = {}
     for row in rows:
@@ -100,7 +101,7 @@ def plot_stability(run_dir: str | Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    written.append(_save(fig, run_dir / BARRIERS_PNG))
+    written.append(_save(fig, (out / BARRIERS_PNG).with_suffix(suffix)))
     return written
 
 
