@@ -76,7 +76,8 @@ def _cmd_imp(args: argparse.Namespace) -> int:
           f"seeds {list(resolved.seeds)}"
           + (f", baselines {list(resolved.baselines)}" if resolved.baselines else ""))
     started = time.perf_counter()
-    run_experiment(experiment, jobs=args.jobs, executor=args.executor, address=args.address, dataset=dataset,
+    address = args.address if args.address or args.executor != "slurm" else args.spec  # its [executor] table
+    run_experiment(experiment, jobs=args.jobs, executor=args.executor, address=address, dataset=dataset,
                    report=print_level, show_progress=sys.stderr.isatty(),  # the spec is printed once written:
                    on_registered=lambda: print(f"resolved spec: {experiment.run_dir / 'spec.toml'}", flush=True))
     store = ResultsStore(args.runs_dir)
@@ -134,10 +135,11 @@ def add_spec_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--seeds", type=csv_list(int), help="comma-separated replicate seeds, e.g. 0,1,2")
     group.add_argument("--jobs", type=positive_int, default=1, help="parallel processes (1 thread each)")
     group.add_argument("--executor", default="local", choices=EXECUTORS.names(),
-                       help="where tasks run: local (processes on this machine) or ray (a Ray cluster; "
-                       "pip install 'ticketlab[ray]')")
+                       help="where tasks run: local (processes on this machine), ray (a Ray cluster; "
+                       "pip install 'ticketlab[ray]') or slurm (sbatch job arrays, --jobs at a time; docs/slurm.md)")
     group.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT (default: start a "
-                       "local one of --jobs CPUs)")
+                       "local one of --jobs CPUs); with slurm: a TOML file whose [executor] table holds the sbatch "
+                       "settings (default: the spec file's [executor], else the cluster's defaults)")
     add_threads(group)
     from ticketlab.cli.common import add_track
 

@@ -64,8 +64,9 @@ def add_commands(commands) -> None:
     add_threads(zhou)
     add_device(zhou, "cells train")
     add_data_dir(zhou)
-    zhou.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="local or ray (default: %(default)s)")
-    zhou.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
+    zhou.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="local, ray or slurm (default: %(default)s)")
+    zhou.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT; with slurm: "
+                      "a TOML file whose [executor] table holds the sbatch settings (docs/slurm.md)")
     add_runs_dir(zhou)
     zhou.add_argument("--out", type=Path, help="where the tables are written (default: <runs-dir>/zhou2019); "
                       "cells an older version wrote under <out>/cells are imported into the store")

@@ -41,6 +41,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {args.runs_dir}")
         return 0
     sweeps = {run_id: sweep_id for sweep_id, _, _ in store.sweeps() for run_id in store.sweep_runs(sweep_id)}
+    jobs = _slurm_jobs([args.runs_dir / run_id for run_id, _, _ in runs])
     print(f"{'run':<13} {'sweep':<13} {'created':<17} {'model':<14} {'data':<14} {'criterion':<12} levels  "
           f"{'seeds':<8} done (level trainings: done/planned)")
     for run_id, spec, created in runs:
@@ -49,8 +50,22 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(f"{run_id:<13} {sweeps.get(run_id, '-'):<13} {time.strftime('%Y-%m-%d %H:%M', time.localtime(created)):<17} "
               f"{spec.get('model', {}).get('name', '?'):<14} {spec.get('data', {}).get('name', '?'):<14} "
               f"{pruning.get('criterion', '?'):<12} {pruning.get('levels', '?'):>6}  {seeds:<8} "
-              f"{progress_text(spec, store.levels(run_id))}")
+              f"{progress_text(spec, store.levels(run_id))}{_slurm_summary(jobs.get(args.runs_dir / run_id))}")
     return 0
+
+
+def _slurm_jobs(run_dirs: list[Path]) -> dict:
+    """The Slurm jobs of runs submitted with --executor slurm (engine/slurm/status.py)."""
+    from ticketlab.engine.slurm.status import task_jobs
+
+    return task_jobs(run_dirs)
+
+
+def _slurm_summary(jobs) -> str:
+    from ticketlab.engine.slurm.status import summary
+
+    text = summary(jobs or [])
+    return f"  {text}" if text else ""
 
 
 def _csv_target(path: Path, flag: str = "--csv", example: str = "levels.csv") -> Path:
@@ -96,7 +111,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"\nwrote {csv_path}")
     if stability:
         _show_stability(args, run_id, stability)
+    _show_slurm_jobs(args.runs_dir / run_id)
     return 0
+
+
+def _show_slurm_jobs(run_dir: Path) -> None:
+    """The run's tasks that Slurm has queued, is running or saw fail, with job ids and logs."""
+    from ticketlab.engine.slurm.status import table
+
+    text = table(_slurm_jobs([run_dir]).get(run_dir, []))
+    if text:
+        print(f"\nSlurm jobs of unfinished tasks:\n{text}")
 
 
 def _stability_rows(args: argparse.Namespace, run_id: str) -> list[dict]:

@@ -62,8 +62,9 @@ def add_commands(commands) -> None:
     add_data_dir(parser)
     parser.add_argument("--jobs", type=positive_int, default=1,
                         help="copies and paths at a time, one process and thread each (default: %(default)s)")
-    parser.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="local or ray (default: %(default)s)")
-    parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
+    parser.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="local, ray or slurm (default: %(default)s)")
+    parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT; with slurm: "
+                        "a TOML file whose [executor] table holds the sbatch settings (docs/slurm.md)")
     add_device(parser, "copies train and paths are evaluated")
     add_threads(parser)
     parser.set_defaults(run=_cmd_stability)

@@ -79,8 +79,9 @@ def add_commands(commands) -> None:
     parser.add_argument("file", type=Path, help="sweep file (TOML)")
     parser.add_argument("--jobs", type=positive_int, default=1, help="tasks at a time, one thread each (default: %(default)s)")
     parser.add_argument("--executor", default="local", choices=EXECUTORS.names(),
-                        help="local (processes on this machine) or ray (default: %(default)s)")
-    parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT")
+                        help="local (processes on this machine), ray or slurm (default: %(default)s)")
+    parser.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT; with slurm: "
+                        "a TOML file whose [executor] table holds the sbatch settings (docs/slurm.md)")
     add_device(parser)
     add_sparse_training(parser)
     add_threads(parser)

@@ -94,7 +94,10 @@ def check_executor(executor: str, address: str | None) -> None:
     """Refuse, in seconds and before anything is recorded or locked, an executor that cannot
     start: an unknown one, `address` without Ray, a Ray address where nothing listens.
     ("auto", and an address while this process is already connected to Ray, are Ray's to judge.)"""
-    EXECUTORS.get(executor)  # unknown names list the valid ones
+    own_check = getattr(EXECUTORS.get(executor), "check", None)  # unknown names list the valid ones
+    if own_check is not None:  # an executor that judges its own `address` (slurm: its settings file)
+        own_check(address)
+        return
     if address is None:
         return
     if executor != "ray":

@@ -313,6 +313,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         raise SpecError(f"spec file {path} cannot be read: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"spec file {path} is not valid TOML: {error}") from None
+    data.pop("executor", None)  # where the tasks run, not what they compute: --executor slurm reads it
     return spec_from_dict(data)
 
 
