@@ -54,7 +54,7 @@ class Point:
 
     def metrics(self) -> dict[str, float]:
         """The finite values by name (a first evaluation has no training loss yet)."""
-        return {k: v for k, v in vars(self).items() if k != "iteration" and math.isfinite(v)}
+        return {k: v for k, v in vars(self).items() if k != "iteration" and v is not None and math.isfinite(v)}
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,10 @@ def stored_points(store, key: LevelKey) -> list[Point]:
     for step, name, value in store.metrics(key.run_id, key.seed, key.branch, key.level):
         if name in POINT_FIELDS:
             by_step.setdefault(step, {})[name] = value
-    return [Point(step, **{name: values.get(name, math.nan) for name in POINT_FIELDS})
+    def number(value) -> float:  # SQLite keeps NaN (no training loss before the first step) as NULL
+        return math.nan if value is None else float(value)
+
+    return [Point(step, **{name: number(values.get(name)) for name in POINT_FIELDS})
             for step, values in sorted(by_step.items()) if "test_acc" in values]
 
 

@@ -2,7 +2,8 @@
 
 The parent holds the resolved spec as parameters (and spec.toml), seeds and baselines and the
 provenance as tags, the figures as artifacts. A child holds its level's evaluations (step =
-iteration) and its summary as `level.<metric>` (remaining weights overall and per layer,
+iteration) and its summary as `level.<metric>` (remaining weights overall and per layer as
+`level.density.<layer>`,
 early-stop iteration and accuracy, seconds), tagged with run id, seed, branch and level: the
 MLflow UI's table of the children is the level table. Runs are found again by
 those tags, so a resumed run reuses its parent; a child left unfinished by a kill is deleted
@@ -43,12 +44,12 @@ class MlflowTracker(Tracker):
         return f"mlflow:{self.uri}#{self.spec.mlflow_experiment}"
 
     def check(self) -> None:
-        super().check()
         uri = self.uri
         if uri.startswith(("http://", "https://")):
-            reachable(uri)
+            reachable(uri)  # first: a dead server is refused in milliseconds, before MLflow's import (seconds)
         elif uri.startswith("sqlite:///"):
             writable_dir(Path(uri.removeprefix("sqlite:///")).parent)
+        super().check()
         self.experiment_id()
 
     def client(self):
@@ -138,7 +139,9 @@ class MlflowTracker(Tracker):
         now = int(time.time() * 1000)
         child = self._children.pop(key)
         values = summary.metrics()
-        self.client().log_batch(child, metrics=[Metric(f"level.{k}", v, now, 0) for k, v in values.items()])
+        # "density/<layer>" as "density.<layer>": a file store makes a "/" a folder beside the file "density"
+        self.client().log_batch(child, metrics=[Metric(f"level.{k.replace('/', '.')}", v, now, 0)
+                                                for k, v in values.items()])
         self.client().set_terminated(child, "FINISHED")
 
     def end_run(self, run: RunInfo, figures: list[Path]) -> None:
