@@ -22,6 +22,7 @@ def tiny_dataset():
 # in collection order, so these go first: started last, one of them would keep a worker busy
 # while the other has nothing left to do.
 SLOWEST_FIRST = (
+    "tests/engine/test_slurm.py::test_a_study_survives",  # mostly waiting on Slurm's queue: others run meanwhile
     "tests/engine/test_ray.py::test_a_sweep_on_a_local_ray_cluster",
     "tests/experiments/test_resume.py::test_kill_9",
     "tests/analysis/test_stability_engine.py::test_two_jobs_write_the_same_csv_and_copies_as_one",
