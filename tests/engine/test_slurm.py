@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 
 import slurm_cluster
+from tasks_for_tests import FileTask, SuicideTask
+from ticketlab.engine import run_tasks
 from ticketlab.cli import main
 from ticketlab.engine.slurm import commands
 from ticketlab.engine.slurm.records import JobRecord, TaskFiles, atomic_write, records_in
@@ -147,6 +149,30 @@ def test_settings_slurm_refuses_are_one_line_before_anything_is_submitted(slurm,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Slurm refuses jobs with" in err and says in err
     assert not (tmp_path / "runs").exists()  # nothing recorded, so nothing submitted
+
+
+@pytest.fixture
+def tiny_tasks(slurm, tmp_path, monkeypatch):
+    """Settings for jobs of the engine's tiny test tasks: importable in the job, watched closely."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    settings = tmp_path / "slurm.toml"
+    settings.write_text(FAST)
+    return str(settings)
+
+
+def test_a_task_error_comes_back_as_one_line_with_its_job_and_log(tiny_tasks, tmp_path):
+    tasks = [FileTask(tmp_path, "a", 1), FileTask(tmp_path, "b", 2, needs=("a",), fail=True)]
+    with pytest.raises(TicketlabError, match=r"task b failed on purpose \(task b, Slurm job \d+_0, log .*\.log\)"):
+        run_tasks(tasks, executor="slurm", address=tiny_tasks)
+    assert json.loads((tmp_path / "a.json").read_text())["total"] == 1  # what finished is kept
+
+
+def test_a_job_that_keeps_dying_is_resubmitted_then_left_for_the_next_command(tiny_tasks, tmp_path):
+    with pytest.raises(TicketlabError, match=r"task x: Slurm job \d+_0 ended \w+ without finishing \(2 tries in this "
+                                             r"command; log .*\); finished work is kept: run the same command again"):
+        run_tasks([SuicideTask(tmp_path, "x", 1)], executor="slurm", address=tiny_tasks)
+    assert len(sacct_states(f"ticketlab-{tmp_path.name}", tmp_path)) == 2  # max_tries = 2
 
 
 def table_of(runs: Path, run_id: str, capsys) -> str:

@@ -204,7 +204,11 @@ class SlurmDriver:
         watched = [key for key in handles if key in self.records and self.records[key].job_id]
         if not watched:
             return
-        queued = commands.queue({self.records[key].name for key in watched})
+        try:
+            queued = commands.queue({self.records[key].name for key in watched})
+        except TicketlabError as error:  # a controller busy or restarting: results still arrive as files
+            print(f"slurm: squeue did not answer ({error}); asking again in {self.settings.poll:g} s", flush=True)
+            return
         for key in watched:
             job = queued.get(self.records[key].job_id)
             if (job is not None and commands.is_live(job.state)) or self._outcome(key) is not None:
@@ -249,7 +253,7 @@ class SlurmDriver:
         """On the way out, cancel this command's jobs that have not ended: without the driver
         they could not write (the run's lock is gone), so they would only hold the queue."""
         live = [record.job_id for key, record in self.records.items()
-                if record.job_id and self._outcome(key) is None]
+                if record.job_id and self._outcome(key) is None and not self.gone.get(key)]
         if not live:
             return
         try:

@@ -28,7 +28,8 @@ def job_id() -> str:
 
 
 def threads() -> int:
-    """The CPUs Slurm gave this task (one torch thread each)."""
+    """The CPUs Slurm gave this task: one torch thread each (torch's default would be every
+    core of the node, most of them other jobs')."""
     return int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
 
 
@@ -38,9 +39,8 @@ def main(listing: str) -> int:
     files = TaskFiles(task_file.parent, task.key)
     me = job_id()
     print(f"slurm: job {me} runs task {task.key} on {socket.gethostname()}", flush=True)
-    import torch
-
-    torch.set_num_threads(threads())
+    if "torch" in sys.modules:  # imported by the task's own module (tasks that train); others need none
+        sys.modules["torch"].set_num_threads(threads())
     try:
         guard = LockGuard(task.locks)
         guard()

@@ -81,7 +81,7 @@ class TaskFiles:
         if not task.locks:
             raise TicketlabError(f"task {task.key} has no run folder (no lock): the slurm executor cannot place "
                                  "its files on shared storage")
-        return cls(slurm_folder(task.locks[0].parent), task.key)
+        return cls(slurm_folder(task.locks[0].parent.absolute()), task.key)
 
     def path(self, suffix: str) -> Path:
         return self.folder / f"{self.stem}{suffix}"
