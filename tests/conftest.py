@@ -24,6 +24,9 @@ def tiny_dataset():
 SLOWEST_FIRST = (
     "tests/engine/test_slurm.py::test_a_study_survives",  # mostly waiting on Slurm's queue: others run meanwhile
     "tests/engine/test_ray.py::test_a_sweep_on_a_local_ray_cluster",
+    "tests/training/test_compile.py::test_compiled_training_equals_eager",
+    "tests/training/test_stacked.py::test_a_stacked_study_stores",
+    "tests/analysis/test_stability_engine.py::test_a_study_killed_between_copies",
     "tests/experiments/test_resume.py::test_kill_9",
     "tests/analysis/test_stability_engine.py::test_two_jobs_write_the_same_csv_and_copies_as_one",
     "tests/models/test_own_model.py::test_imp_with_an_own_model_in_worker_processes",

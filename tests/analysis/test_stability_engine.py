@@ -104,7 +104,7 @@ def test_jobs_below_one_and_unknown_executors_are_refused(runs_copy):
     with pytest.raises(TicketlabError, match="jobs must be at least 1"):
         instability_study(runs, experiment.run_id, [0], dataset=dataset, jobs=0)
     with pytest.raises(TicketlabError, match="executor"):
-        instability_study(runs, experiment.run_id, [0], dataset=dataset, executor="slurm")
+        instability_study(runs, experiment.run_id, [0], dataset=dataset, executor="mpi")
 
 
 

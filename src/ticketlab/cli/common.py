@@ -129,6 +129,34 @@ def add_sparse_training(parser) -> None:
         "results up to floating-point rounding; not part of the run id")
 
 
+def add_compile(parser) -> None:
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="run each training step's forward and backward through torch.compile (compiled once per "
+        "network and process: tens of seconds on a CPU). Same results up to floating-point rounding, masks "
+        "exact; not part of the run id. Off by default: measured not to pay on the CPU (docs/networks.md)")
+
+
+def stack_value(value: str) -> str:
+    """argparse type of `--stack`: auto, off or a replicate count, checked before any data loads."""
+    from ticketlab.errors import TicketlabError
+    from ticketlab.experiments.stacking import parse_stack
+
+    try:
+        return parse_stack(value)
+    except TicketlabError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--stack ")) from None
+
+
+def add_stack(parser) -> None:
+    parser.add_argument(
+        "--stack", type=stack_value, default="auto", metavar="auto|off|R",
+        help="train replicates that share a network and schedule (the seeds' levels, the baselines) as one "
+        "stacked model, at most R at a time: auto stacks on CUDA only; networks with batch norm or dropout "
+        "always train one by one. Same results up to floating-point rounding; not part of the run id "
+        "(default: %(default)s)")
+
+
 def track_value(text: str) -> tuple[str, ...]:
     """argparse type of `--track`: tracker names, comma-separated (an unknown one is refused)."""
     from ticketlab.errors import TicketlabError

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_sparse_training, add_threads, apply_threads,
+from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_compile, add_sparse_training, add_stack, add_threads, apply_threads,
                                   csv_list, positive_int, print_setup)
 
 # flag -> (spec section, key); the flag's value overrides the spec file's.
@@ -64,7 +64,7 @@ def _cmd_imp(args: argparse.Namespace) -> int:
     apply_threads(args)
     spec = spec_from_args(args)
     experiment, dataset = prepare(spec, args.runs_dir, args.data_dir, device=args.device,
-                                  sparse_training=args.sparse_training)
+                                  sparse_training=args.sparse_training, compile=args.compile, stack=args.stack)
     resolved = experiment.spec
     what = (f"{resolved.pruning.levels} levels of {resolved.pruning.criterion} pruning, "
             f"rewind to iteration {resolved.rewind.iteration}" if resolved.method.name == "imp" else
@@ -166,6 +166,8 @@ def add_commands(commands) -> None:
     group.add_argument("--baselines", type=csv_list(str), help="reinit, random_mask, scratch_e, scratch_b (comma-separated)")
     add_device(group)
     add_sparse_training(group)
+    add_compile(group)
+    add_stack(group)
     add_data_dir(imp)
     add_runs_dir(imp)
     imp.set_defaults(run=_cmd_imp)

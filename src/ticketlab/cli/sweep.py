@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_sparse_training, add_threads, apply_threads,
+from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_compile, add_sparse_training, add_stack, add_threads, apply_threads,
                                   positive_int, print_setup)
 
 LARGE_SWEEP = 100
@@ -25,7 +25,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if not (args.yes or args.report):
         _confirm_size(args.file, sweep)
     planned = plan_sweep(sweep, args.runs_dir, args.data_dir, device=args.device,
-                         sparse_training=args.sparse_training)
+                         sparse_training=args.sparse_training, compile=args.compile, stack=args.stack)
     if args.track is not None:
         from ticketlab.track.run import with_track
 
@@ -84,6 +84,8 @@ def add_commands(commands) -> None:
                         "a TOML file whose [executor] table holds the sbatch settings (docs/slurm.md)")
     add_device(parser)
     add_sparse_training(parser)
+    add_compile(parser)
+    add_stack(parser)
     add_threads(parser)
     from ticketlab.cli.common import add_track
 

@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ticketlab.cli.common import (add_data_dir, add_device, add_sparse_training, add_threads, apply_threads, print_setup,
+from ticketlab.cli.common import (add_data_dir, add_device, add_compile, add_sparse_training, add_threads, apply_threads, print_setup,
                                   seed_int)
 from ticketlab.errors import TicketlabError
 
@@ -42,6 +42,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", type=Path, help="a mask file (safetensors) to train the sparse network it keeps")
     add_device(parser, "the network trains", jobs=False)
     add_sparse_training(parser)
+    add_compile(parser)
     add_threads(parser)
 
 
@@ -81,7 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     with Progress(f"{args.model}/{dataset.name}", iterations) as progress:
         result = train(model, dataset, spec, seed=args.seed, constraints=constraints, progress=progress,
-                       device=device, sparse=parse_sparse_training(args.sparse_training))
+                       device=device, sparse=parse_sparse_training(args.sparse_training), compile=args.compile)
     if result.sparse_layers:
         print(f"trained on sparse kernels: {', '.join(result.sparse_layers)}")
     early, final = result.early_stop, result.final

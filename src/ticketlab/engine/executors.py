@@ -34,9 +34,15 @@ def print_event(event: Any) -> None:
     print(event, flush=True)
 
 
+def provided(task: Task) -> tuple[str, ...]:
+    """The keys a task finishes: its own, and those of the tasks it runs together (a task that
+    trains several replicates in one stacked step provides each member's key)."""
+    return (task.key, *getattr(task, "provides", ()))
+
+
 @dataclass
 class Graph:
-    """Tasks by key, the order they were given in, and which are finished."""
+    """Tasks by key, the order they were given in, and which keys are finished."""
 
     tasks: dict[str, Task]
     finished: set[str] = field(default_factory=set)
@@ -46,11 +52,12 @@ class Graph:
         graph = cls({})
         for task in tasks:
             graph.tasks.setdefault(task.key, task)
+        known = {key for task in graph.tasks.values() for key in provided(task)}
         for task in graph.tasks.values():
-            missing = [need for need in task.needs if need not in graph.tasks]
+            missing = [need for need in task.needs if need not in known]
             if missing:
                 raise TicketlabError(f"task {task.key} needs {missing[0]}, which is not part of this run")
-        graph.finished = {key for key, task in graph.tasks.items() if task.done()}
+        graph.finished = {key for task in graph.tasks.values() if task.done() for key in provided(task)}
         return graph
 
     def ready(self, started: set[str]) -> list[Task]:
@@ -125,7 +132,7 @@ def _dispatch(graph: Graph, submit: Callable[[Task], Any], wait_any: Callable[[l
         for handle in done:
             task = running.pop(handle)
             result = result_of(handle)
-            graph.finished.add(task.key)
+            graph.finished.update(provided(task))
             count += 1
             if on_done is not None:
                 on_done(task, result)

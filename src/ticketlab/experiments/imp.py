@@ -37,10 +37,25 @@ from ticketlab.experiments.stable_rewind import rewind_iteration
 from ticketlab.masks import Mask
 from ticketlab.models import Network, build_model
 from ticketlab.store import LevelRow, ResultsStore, load_tensors, save_tensors, sha256_file
-from ticketlab.training import Progress, TrainResult, WeightConstraints, train
+from ticketlab.training import Progress, TrainResult, TrainSpec, WeightConstraints, train
 from ticketlab.training.sparse_kernels import SparseTraining
 
 LevelReport = Callable[[LevelRow], None]
+
+
+@dataclass(frozen=True)
+class LevelJob:
+    """What one level trains with (`Replicate.prepare_level`): its mask and constraints, the
+    schedule and the iteration it starts from, its callbacks (the rewind point's capture)."""
+
+    branch: str
+    level: int
+    mask: Mask
+    constraints: WeightConstraints
+    schedule: TrainSpec
+    start: int
+    callbacks: tuple
+    own_budget: bool
 
 
 def dense_identity(identity: dict) -> dict:
@@ -65,6 +80,7 @@ class Replicate:
     check: Callable[[], None] = field(default=no_check)
     device: str | None = None  # where levels train (None: where the model is, the CPU)
     sparse: SparseTraining | None = None  # density-aware training of sparse layers (None: dense masked)
+    compile: bool = False  # torch.compile the training step (training.loop); not part of the run id
 
     def __post_init__(self):
         self.root = self.store.runs_dir / self.run_id / f"seed_{self.seed}"
@@ -224,6 +240,19 @@ class Replicate:
         return False
 
     def train_level(self, branch: str, level: int) -> dict[str, torch.Tensor]:
+        job = self.prepare_level(branch, level)
+        label = f"seed {self.seed} {branch} level {level} ({job.mask.density:.1%})"
+        with Progress(label, job.schedule.iterations, enabled=self.show_progress) as progress:
+            progress.update(job.start, float("nan"))
+            result = train(self.model, self.dataset, job.schedule, seed=self.seed, constraints=job.constraints,
+                           callbacks=job.callbacks, progress=progress, start_step=job.start, device=self.device,
+                           sparse=self.sparse, compile=self.compile,
+                           on_evaluation=self.live(job.branch, job.level))
+        return self.finish_level(job, result)
+
+    def prepare_level(self, branch: str, level: int) -> LevelJob:
+        """Everything a level trains with, its start weights loaded into `self.model`: what
+        `train_level` trains alone and `training.stacked` trains beside other replicates."""
         kind = BRANCHES.get(branch)
         mask = self.mask(branch, level)
         held = kind.held_values(self, level, mask)
@@ -236,20 +265,19 @@ class Replicate:
                 if step == k:
                     self.save(self.root / "rewind.safetensors", model.state_dict())
             callbacks.append(keep_rewind_point)
-        label = f"seed {self.seed} {branch} level {level} ({mask.density:.1%})"
-        with Progress(label, schedule.iterations, enabled=self.show_progress) as progress:
-            progress.update(start, float("nan"))
-            result = train(self.model, self.dataset, schedule, seed=self.seed,
-                           constraints=WeightConstraints(self.model, mask, held), callbacks=callbacks,
-                           progress=progress, start_step=start, device=self.device, sparse=self.sparse,
-                           on_evaluation=self.live(branch, level))
+        return LevelJob(branch, level, mask, WeightConstraints(self.model, mask, held), schedule, start,
+                        tuple(callbacks), kind.own_budget)
+
+    def finish_level(self, job: LevelJob, result: TrainResult) -> dict[str, torch.Tensor]:
+        """Record a level trained from `prepare_level`: its final weights (those of `self.model`),
+        mask and metrics."""
         final = {name: value.detach().cpu().clone() for name, value in self.model.state_dict().items()}
         extra = ()
-        if kind.own_budget:
-            extra = ((0, "train_iterations", float(schedule.iterations - start)),)
+        if job.own_budget:
+            extra = ((0, "train_iterations", float(job.schedule.iterations - job.start)),)
         if result.sparse_layers:
             extra += ((0, "sparse_layers", float(len(result.sparse_layers))),)
-        self._record(branch, level, mask, final, result, extra_metrics=extra)
+        self._record(job.branch, job.level, job.mask, final, result, extra_metrics=extra)
         return final
 
     def _record(self, branch: str, level: int, mask: Mask, final: dict, result: TrainResult,

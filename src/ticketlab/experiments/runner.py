@@ -31,12 +31,16 @@ __all__ = ["Experiment", "format_level", "load_data", "prepare", "print_level", 
 
 def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | None = None,
             dataset: Dataset | None = None, device: str | None = None,
-            sparse_training: str = "off") -> tuple[Experiment, Dataset]:
+            sparse_training: str = "off", compile: bool = False, stack: str = "off") -> tuple[Experiment, Dataset]:
     """Resolve `spec` against its data and model, before any training; `device` (checked
     here, "auto" resolved to the device it picks) is where its levels will train;
     `sparse_training` (checked here: off, auto or a density) which of their layers train on
-    sparse kernels."""
+    sparse kernels; `compile` and `stack` (auto, off or R) how their steps run
+    (`training.loop`, `experiments.stacking`). None of these enters the run id."""
+    from ticketlab.experiments.stacking import parse_stack
+
     parse_sparse_training(sparse_training)
+    stack = parse_stack(stack)
     if device is not None:
         from ticketlab.training.device import resolve_device
 
@@ -51,7 +55,7 @@ def prepare(spec: ExperimentSpec, runs_dir: str | Path, data_dir: str | Path | N
         layer_sizes={n: model.get_parameter(n).numel() for n in names},
     )
     return Experiment(resolved, Path(runs_dir), Path(data_dir) if data_dir else None, device,
-                      sparse_training), dataset
+                      sparse_training, compile, stack), dataset
 
 
 def register(experiment: Experiment, store: ResultsStore) -> ExperimentSpec:
@@ -99,8 +103,11 @@ def run_experiments(
     if dataset is not None:
         for experiment in experiments:
             remember(data_key(experiment.spec, experiment.data_dir), dataset)
+    from ticketlab.experiments.stacking import group_tasks
+
     tasks = [task for experiment in experiments for task in experiment_tasks(experiment)]
     device = devices.pop()
+    tasks = group_tasks(tasks, experiments[0].stack, device)
     ran = run_tasks(tasks, executor=executor, jobs=jobs, address=address, on_event=report or print_level,
                     worker_events=print_level, show_progress=show_progress,
                     on_start=lambda: (register_all(), measure_stable_rewinds(experiments)), device=device)

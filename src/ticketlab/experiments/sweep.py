@@ -171,7 +171,8 @@ class PlannedSweep:
 
 
 def plan_sweep(sweep: SweepSpec, runs_dir: str | Path, data_dir: str | Path | None = None, *,
-               device: str | None = None, sparse_training: str = "off") -> PlannedSweep:
+               device: str | None = None, sparse_training: str = "off", compile: bool = False,
+               stack: str = "off") -> PlannedSweep:
     """Resolve every run of the grid against its data and model (all errors here, before any
     training); data sets are loaded once each. `device` and `sparse_training` say where and
     how the levels train (as `prepare`'s; neither enters a run id)."""
@@ -181,7 +182,7 @@ def plan_sweep(sweep: SweepSpec, runs_dir: str | Path, data_dir: str | Path | No
         spec = spec_for(sweep, point)
         key = json.dumps(spec.data.__dict__, sort_keys=True)
         experiment, datasets[key] = prepare(spec, runs_dir, data_dir, datasets.get(key), device=device,
-                                            sparse_training=sparse_training)
+                                            sparse_training=sparse_training, compile=compile, stack=stack)
         runs.append((point, experiment))
     return PlannedSweep(sweep, tuple(runs))
 

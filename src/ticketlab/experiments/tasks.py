@@ -51,6 +51,8 @@ class Experiment:
     data_dir: Path | None
     device: str | None = None  # where levels train (cpu, cuda, cuda:N, mps); not part of the run's identity
     sparse_training: str = "off"  # off, auto or a density (training.sparse_kernels); not part of the identity
+    compile: bool = False  # torch.compile the training steps (training.loop); not part of the identity
+    stack: str = "off"  # auto, off or R: replicates trained as one stacked model (experiments.stacking)
 
     @property
     def run_id(self) -> str:
@@ -132,7 +134,7 @@ class BranchTask:
         replicate = Replicate(experiment.spec, experiment.run_id, self.seed, ResultsStore(experiment.runs_dir),
                               experiment_data(experiment), report=context.emit,
                               show_progress=context.show_progress, check=context.check, device=experiment.device,
-                              sparse=parse_sparse_training(experiment.sparse_training))
+                              sparse=parse_sparse_training(experiment.sparse_training), compile=experiment.compile)
         if self.dense_only:
             replicate.run_dense()
         else:
