@@ -81,8 +81,8 @@ class _Stack:
         self.trained = [n for n in self.params if trainable[n].requires_grad]
         self.keep: dict[str, torch.Tensor] = {}
         self.held: dict[str, torch.Tensor] = {}
+        entries = [{n: (k, h) for n, k, h in c.entries()} if c is not None else {} for c in constraints]
         for name in self.params:
-            entries = [dict((n, (k, h)) for n, k, h in c.entries()) if c is not None else {} for c in constraints]
             if not any(name in e for e in entries):
                 continue
             like = self.params[name]
@@ -193,14 +193,13 @@ def train_stacked(
     loss_sums = torch.zeros(count, dtype=torch.float64, device=device)
     window_max = torch.full((count,), -math.inf, device=device)
     loss_count, window_start = 0, start_step + 1
-    buffers = {n: b for n, b in stack.buffers.items()}
     for step in range(start_step + 1, spec.iterations + 1):
         drawn = [next(stream) for stream in streams]
         xs = [x for x, _ in drawn]
         if spec.augment:
             xs = [crop_and_flip(x, generator(s, "augment", step)) for x, s in zip(xs, seeds)]
         x, y = torch.stack(xs), torch.stack([y for _, y in drawn])
-        grads, losses = step_fn({n: stack.params[n] for n in stack.params}, buffers, x, y)
+        grads, losses = step_fn(stack.params, stack.buffers, x, y)
         for name in stack.trained:
             stack.params[name].grad = grads[name]
         values = losses.detach()
