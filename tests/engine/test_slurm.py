@@ -203,12 +203,12 @@ def jobs_of(run_dir: Path) -> dict[str, str]:
     return {record.key: record.job_id for _, record in records_in(run_dir) if record.job_id}
 
 
-def finished_level_one(run_dir: Path) -> int | None:
+def finished_level_one(run_dir: Path) -> tuple[int] | None:
     """The seed of an IMP line whose job log says level 1 is finished, if any."""
     for log in (run_dir / "slurm" / "logs").glob("*.log"):
         for line in log.read_text(errors="replace").splitlines():
             if " imp " in line and "level  1" in line:
-                return int(line.split()[1])
+                return (int(line.split()[1]),)  # a tuple: seed 0 is a find too
     return None
 
 
@@ -261,7 +261,7 @@ def test_a_study_survives_kill_9_and_scancel_and_gives_the_local_table(slurm, tm
         commands.cancel([blocker])
 
         # scancel the first IMP line whose job has finished level 1 (of 3); wait for it to end.
-        seed = wait_for(lambda: finished_level_one(run_dir), "an IMP line's level 1", 240)
+        (seed,) = wait_for(lambda: finished_level_one(run_dir), "an IMP line's level 1", 240)
         victim = jobs_of(run_dir)[f"{run_id}/seed_{seed}/imp"]
         commands.cancel([victim])
         wait_for(lambda: not commands.is_live(commands.queue({name})[victim].state), f"job {victim} to end")
