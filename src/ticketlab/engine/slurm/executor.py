@@ -52,7 +52,8 @@ def run_slurm(graph: Graph, *, jobs: int, address: str | None, on_event, on_done
     settings = load_settings(address)
     gpus = settings.gpus_per_task or (1 if device == "cuda" else 0)
     options = settings.sbatch_options(gpus)
-    commands.check_submission(options)  # before anything is submitted
+    if gpus:  # `check` (before the locks) asked without them
+        commands.check_submission(options)
     driver = SlurmDriver(settings, options, worker_events)
     driver.adopt([task for key, task in graph.tasks.items() if key not in graph.finished])
     try:
