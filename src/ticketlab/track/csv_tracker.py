@@ -51,7 +51,9 @@ class CsvTracker(Tracker):
         self._files[key] = handle
 
     def point(self, key: LevelKey, point: Point) -> None:
-        csv.writer(self._files[key]).writerow([getattr(point, column) for column in COLUMNS])
+        handle = self._files[key]
+        csv.writer(handle).writerow([getattr(point, column) for column in COLUMNS])
+        handle.flush()  # live: `tail -f` shows each evaluation as it comes
 
     def end_level(self, key: LevelKey, summary: LevelSummary) -> None:
         handle = self._files.pop(key)

@@ -64,6 +64,8 @@ class WandbTracker(Tracker):
         return f"{key.run_id}-s{key.seed}-{key.branch}-L{key.level}"
 
     def discard_level(self, key: LevelKey) -> None:
+        if key in self._runs:  # an attempt of this process that stopped without end_level: W&B holds its id
+            self._runs.pop(key).finish(exit_code=1)
         self._discard(self.level_id(key))
 
     def start_level(self, key: LevelKey, run: RunInfo | None) -> None:

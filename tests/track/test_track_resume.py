@@ -1,0 +1,78 @@
+"""A tracked run killed with SIGKILL while a level is half logged, then run again, leaves every
+tracker with each evaluation once: the level's partial unit is taken back and logged again
+whole (by the retrained level, or from the store when the level had finished training), the
+finished ones stay and are not repeated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from readback import check_csv, check_mlflow, check_tensorboard, check_wandb
+from tracktools import available_trackers, environment, mlflow_env, run_cli
+
+from ticketlab.store import ResultsStore
+
+# levels of 15 evaluations; the kill lands once a level is half logged
+COMMAND = ["imp", "--iterations", "150", "--eval-every", "10", "--levels", "2", "--seeds", "0"]
+
+
+def ticketlab(runs_dir, trackers):
+    return subprocess.Popen([sys.executable, "-m", "ticketlab", *COMMAND, "--runs-dir", str(runs_dir),
+                             "--track", ",".join(trackers)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=own_process_env(runs_dir))
+
+
+def own_process_env(runs_dir) -> dict[str, str]:
+    """This environment without the W&B service this test process may have started (W&B puts
+    its address in WANDB_SERVICE for child processes to share): the killed run gets its own."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return env | mlflow_env(runs_dir) | {"OMP_NUM_THREADS": "1"}
+
+
+def partial_levels(runs_dir) -> set[int]:
+    """Levels of seed 0's IMP line some tracker has started and not finished (the ledger's
+    "open"), among those whose CSV file already holds two points (the CSV tracker flushes each)."""
+    started = set()
+    for ledger in runs_dir.glob("track/ledger/*/seed_0/imp.json"):
+        try:
+            started = {level for where in json.loads(ledger.read_text()).values() for level in where["open"]}
+        except ValueError:  # caught mid-rename
+            return set()
+    return {level for level in started
+            if any(len(path.read_text().splitlines()) > 2 for path in runs_dir.glob(f"track/csv/*/seed_0/imp/level_{level}.csv"))}
+
+
+def test_kill_9_inside_a_level_then_rerun_logs_each_point_once(tmp_path):
+    trackers = available_trackers()
+    victim = ticketlab(tmp_path, trackers)
+    deadline = time.time() + 240
+    while victim.poll() is None and time.time() < deadline:
+        if partial_levels(tmp_path):
+            os.kill(victim.pid, signal.SIGSTOP)  # frozen: is a level still half logged? then kill it there
+            if partial_levels(tmp_path):
+                break
+            os.kill(victim.pid, signal.SIGCONT)
+        time.sleep(0.01)
+    assert victim.poll() is None, "the run finished before it could be killed"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    (run_id, _, _), = ResultsStore(tmp_path, readonly=True).runs()
+    assert partial_levels(tmp_path)  # killed with a level half logged (half trained, or trained and not yet logged)
+
+    with environment(mlflow_env(tmp_path)):  # the rerun in this process: no second start-up to pay
+        code, out, err = run_cli(*COMMAND, "--runs-dir", str(tmp_path), "--track", ",".join(trackers))
+        assert code == 0, err
+        assert "warning" not in err, err
+        if "mlflow" in trackers:
+            check_mlflow(tmp_path, [run_id], (tmp_path / "mlruns").as_uri())
+    assert len(ResultsStore(tmp_path, readonly=True).levels(run_id)) == 3
+    check_csv(tmp_path, [run_id])
+    if "tensorboard" in trackers:
+        check_tensorboard(tmp_path, [run_id])
+    if "wandb" in trackers:
+        check_wandb(tmp_path, [run_id])
