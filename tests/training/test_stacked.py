@@ -147,3 +147,17 @@ def test_a_bad_stack_value_is_one_line(capsys):
     err = capsys.readouterr().err
     assert "argument --stack: must be auto, off or a number of replicates >= 1, got 'lots'" in err
     assert "Traceback" not in err
+
+
+def test_trackers_see_every_replicates_evaluations_when_stacked(tmp_path, capsys):
+    argv = ["imp", "--iterations", "20", "--eval-every", "10", "--levels", "1", "--seeds", "0,1", "--device", "cpu",
+            "--track", "csv"]
+    counts = {}
+    for stack in ("off", "2"):
+        runs = tmp_path / stack
+        assert main([*argv, "--stack", stack, "--runs-dir", str(runs)]) == 0
+        files = sorted((runs / "track" / "csv").rglob("level_*.csv"))
+        counts[stack] = {str(f.relative_to(runs)): len(f.read_text().splitlines()) for f in files}
+    capsys.readouterr()
+    assert counts["off"] == counts["2"] and len(counts["2"]) == 4  # 2 seeds x levels 0, 1
+    assert set(counts["2"].values()) == {1 + 3}  # header + evaluations at 0, 10, 20

@@ -170,13 +170,13 @@ def train_level_together(todo: list[tuple[Replicate, str]], level: int) -> None:
                 result = train(replicate.model, replicate.dataset, schedule, seed=replicate.seed,
                                constraints=job.constraints, callbacks=job.callbacks, progress=progress,
                                start_step=start, device=replicate.device, sparse=replicate.sparse,
-                               compile=replicate.compile)
+                               compile=replicate.compile, on_evaluation=replicate.live(job.branch, level))
             replicate.finish_level(job, result)
             continue
         first = group[0][0]
         results = train_stacked([r.model for r, _ in group], first.dataset, schedule,
                                 seeds=[r.seed for r, _ in group], constraints=[j.constraints for _, j in group],
                                 callbacks=[j.callbacks for _, j in group], start_step=start, device=first.device,
-                                compile=first.compile)
+                                compile=first.compile, on_evaluation=[r.live(j.branch, level) for r, j in group])
         for (replicate, job), result in zip(group, results):
             replicate.finish_level(job, result)

@@ -36,8 +36,8 @@ from ticketlab.training.constraints import WeightConstraints
 from ticketlab.training.device import place
 from ticketlab.training.evaluate import evaluate
 from ticketlab.training.loop import (
-    DIVERGENCE_FACTOR, SYNC_EVERY_STEP, Evaluation, LrFactor, StepCallback, TrainResult, batches_from, denormals_flushed,
-    diverged, make_optimizer,
+    DIVERGENCE_FACTOR, SYNC_EVERY_STEP, Evaluation, EvaluationHook, LrFactor, StepCallback, TrainResult, batches_from,
+    denormals_flushed, diverged, make_optimizer,
 )
 from ticketlab.training.lr import lr_factor as schedule_factor
 from ticketlab.training.spec import TrainSpec
@@ -127,6 +127,7 @@ def train_stacked(
     lr_factor: LrFactor | None = None,
     device: torch.device | str | None = None,
     compile: bool = False,
+    on_evaluation: Sequence[EvaluationHook | None] | None = None,
 ) -> list[TrainResult]:
     """Train `models[r]` as `train(models[r], dataset, spec, seed=seeds[r], constraints=
     constraints[r], callbacks=callbacks[r], start_step=start_step, lr_factor=lr_factor)` would,
@@ -135,7 +136,8 @@ def train_stacked(
 
     `compile` wraps the stacked forward-and-backward in `torch.compile`. Callbacks see their
     replicate's module with its current weights (written back before each call: a cost per
-    step only for replicates that have callbacks).
+    step only for replicates that have callbacks); `on_evaluation[r]` sees replicate r's
+    evaluations as `train`'s hook does (trackers).
     """
     count = len(models)
     check_stackable(models, spec)
@@ -143,6 +145,7 @@ def train_stacked(
         raise TicketlabError(f"stacked training: {count} replicates but {len(seeds)} seeds")
     constraints = list(constraints) if constraints is not None else [None] * count
     callbacks = [list(c) for c in callbacks] if callbacks is not None else [[] for _ in range(count)]
+    hooks = list(on_evaluation) if on_evaluation is not None else [None] * count
     if lr_factor is None:
         lr_factor = schedule_factor(spec)
     for model in models:
@@ -175,6 +178,8 @@ def train_stacked(
             val_loss, val_acc = evaluate(model, dataset.val.x, dataset.val.y)
             test_loss, test_acc = evaluate(model, dataset.test.x, dataset.test.y)
             result.evaluations.append(Evaluation(step, train_losses[r], val_loss, val_acc, test_loss, test_acc))
+            if hooks[r] is not None:
+                hooks[r](result.evaluations[-1], optimizer.param_groups[0]["lr"], eval_started - started)
         spent = time.perf_counter() - eval_started
         for result in results:
             result.eval_seconds += spent / count
