@@ -1,0 +1,98 @@
+"""Evidence: what every tracker together costs a LeNet-300-100 level (issue 24).
+
+One IMP level (level 1 of the IMP line, LeNet-300-100, Adam, batch 60, one thread) is trained
+again and again in this process, alternately with no tracker and with tensorboard, mlflow,
+wandb (offline) and csv all on; the table gives the median of `--repeats` level trainings each
+way and the difference. The trackers' one-time start (imports, MLflow's store, W&B's service)
+happens in a warm-up level first and is printed apart. Between timed levels the trackers'
+queue is drained (untimed, printed as "drain"): what is timed is what training waits for.
+
+    python benchmarks/tracker_overhead.py --data-dir ../shared/data               # MNIST, ~5 min
+    python benchmarks/tracker_overhead.py --dataset digits --iterations 1500      # no download
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+TRACKERS = ("tensorboard", "mlflow", "wandb", "csv")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--iterations", type=int, default=5000)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+    from ticketlab.experiments import ExperimentSpec, prepare, spec_with_overrides
+    from ticketlab.experiments.imp import Replicate
+    from ticketlab.experiments.runner import register
+    from ticketlab.store import ResultsStore
+    from ticketlab.track.hub import hub_for
+    from ticketlab.track.run import finish_tracking, open_tracking
+
+    runs_dir = Path(tempfile.mkdtemp(prefix="tracker-overhead-"))
+    spec = spec_with_overrides(ExperimentSpec(), {
+        "data": {"name": args.dataset}, "model": {"name": "lenet_300_100"}, "pruning": {"levels": 1},
+        "training": {"iterations": args.iterations, "eval_every": args.eval_every}, "seeds": [0],
+        "track": {"backends": list(TRACKERS)}})
+    experiment, dataset = prepare(spec, runs_dir, args.data_dir)
+    started = time.perf_counter()
+    (experiment,) = open_tracking([experiment])
+    opened = time.perf_counter() - started
+    assert experiment.spec.track.backends == TRACKERS, "a tracker failed its check (see the warning above)"
+    store = ResultsStore(runs_dir)
+    register(experiment, store)
+    plain = spec_with_overrides(experiment.spec, {"track": {"backends": []}})
+
+    def replicate(tracked: bool) -> Replicate:
+        return Replicate(experiment.spec if tracked else plain, experiment.run_id, 0, store, dataset)
+
+    tracked, untracked = replicate(True), replicate(False)
+    hub = hub_for(experiment.spec.track, runs_dir)
+    untracked.train_level("imp", 0)  # the dense level every pruned level starts from
+    started = time.perf_counter()
+    tracked.train_level("imp", 1)  # warm-up: every tracker's one-time start
+    hub.flush()
+    warm = time.perf_counter() - started
+    times: dict[str, list[float]] = {"none": [], "all": []}
+    drains = []
+    for _ in range(args.repeats):
+        for name, who in (("none", untracked), ("all", tracked)):
+            began = time.perf_counter()
+            who.train_level("imp", 1)
+            times[name].append(time.perf_counter() - began)
+            if name == "all":
+                began = time.perf_counter()
+                hub.flush()
+                drains.append(time.perf_counter() - began)
+    finish_tracking([experiment])
+    none, every = statistics.median(times["none"]), statistics.median(times["all"])
+    evaluations = args.iterations // args.eval_every + 1
+    print(f"LeNet-300-100 on {args.dataset}, level 1, {args.iterations} iterations, {evaluations} evaluations, "
+          f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"trackers' start (checks, imports, MLflow store and parent run): {opened:.1f} s; warm-up level {warm:.1f} s")
+    print("| trackers | median level (s) | all levels (s) |")
+    print("|---|---|---|")
+    print(f"| none | {none:.2f} | {', '.join(f'{t:.2f}' for t in times['none'])} |")
+    print(f"| {', '.join(TRACKERS)} | {every:.2f} | {', '.join(f'{t:.2f}' for t in times['all'])} |")
+    print(f"\noverhead: {100 * (every / none - 1):+.1f}% (median of {args.repeats}); queue left to drain after "
+          f"each tracked level: median {statistics.median(drains):.2f} s (untimed)")
+
+
+if __name__ == "__main__":
+    main()
