@@ -11,6 +11,7 @@ SWEEP = """
 [spec]
 pruning = { levels = 2 }
 training = { iterations = 30, eval_every = 10, batch_size = 32 }
+stability = { rewind_iterations = [5], levels = [2], points = 3 }
 [grid]
 seeds = [0]
 "pruning.criterion" = ["large_final", "random"]
@@ -20,7 +21,7 @@ seeds = [0]
 def shown(capsys, runs, run_id):
     assert main(["show", run_id, "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
-    return out[out.index("|"):]
+    return out[out.index("|"):].replace(str(runs), "RUNS")  # the stability table names its file
 
 
 def test_a_sweep_on_a_local_ray_cluster_gives_the_local_executors_tables(tmp_path, capsys):
@@ -35,6 +36,9 @@ def test_a_sweep_on_a_local_ray_cluster_gives_the_local_executors_tables(tmp_pat
     assert len(ids) == 2
     for run_id in ids:
         assert shown(capsys, tmp_path / "local", run_id) == shown(capsys, tmp_path / "ray", run_id)
+        # the [stability] study's copies ran as Ray tasks too: the same rows, byte for byte
+        local, on_ray = ((tmp_path / name / run_id / "stability.csv").read_text() for name in ("local", "ray"))
+        assert local == on_ray and local.count("\n") == 2
 
 
 def test_an_unreachable_cluster_is_a_clear_error(tmp_path, capsys):
