@@ -26,6 +26,30 @@ import torch
 TRACKERS = ("tensorboard", "mlflow", "wandb", "csv")
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and every process below it (W&B's service),
+    from /proc: the trackers' cost whatever else the machine is doing."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents, times = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    mine, total = {os.getpid()}, 0.0
+    changed = True
+    while changed:
+        changed = False
+        for pid, parent in parents.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                changed = True
+    return sum(times[pid] for pid in mine)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="mnist")
@@ -70,28 +94,34 @@ def main() -> None:
     hub.flush()
     warm = time.perf_counter() - started
     times: dict[str, list[float]] = {"none": [], "all": []}
+    cpu: dict[str, list[float]] = {"none": [], "all": []}
     drains = []
     for _ in range(args.repeats):
         for name, who in (("none", untracked), ("all", tracked)):
-            began = time.perf_counter()
+            began, spent = time.perf_counter(), cpu_seconds()
             who.train_level("imp", 1)
             times[name].append(time.perf_counter() - began)
             if name == "all":
                 began = time.perf_counter()
                 hub.flush()
                 drains.append(time.perf_counter() - began)
+            cpu[name].append(cpu_seconds() - spent)  # the drained queue's work included
     finish_tracking([experiment])
     none, every = statistics.median(times["none"]), statistics.median(times["all"])
     evaluations = args.iterations // args.eval_every + 1
     print(f"LeNet-300-100 on {args.dataset}, level 1, {args.iterations} iterations, {evaluations} evaluations, "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     print(f"trackers' start (checks, imports, MLflow store and parent run): {opened:.1f} s; warm-up level {warm:.1f} s")
-    print("| trackers | median level (s) | all levels (s) |")
-    print("|---|---|---|")
-    print(f"| none | {none:.2f} | {', '.join(f'{t:.2f}' for t in times['none'])} |")
-    print(f"| {', '.join(TRACKERS)} | {every:.2f} | {', '.join(f'{t:.2f}' for t in times['all'])} |")
-    print(f"\noverhead: {100 * (every / none - 1):+.1f}% (median of {args.repeats}); queue left to drain after "
-          f"each tracked level: median {statistics.median(drains):.2f} s (untimed)")
+    cpu_none, cpu_all = statistics.median(cpu["none"]), statistics.median(cpu["all"])
+    print(f"load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print("| trackers | median level wall (s) | level walls (s) | median level CPU (s) | level CPUs (s) |")
+    print("|---|---|---|---|---|")
+    for name, label in (("none", "none"), ("all", ", ".join(TRACKERS))):
+        print(f"| {label} | {statistics.median(times[name]):.2f} | {', '.join(f'{t:.2f}' for t in times[name])} | "
+              f"{statistics.median(cpu[name]):.2f} | {', '.join(f'{t:.2f}' for t in cpu[name])} |")
+    print(f"\nwall overhead: {100 * (every / none - 1):+.1f}%; CPU overhead: {100 * (cpu_all / cpu_none - 1):+.1f}% "
+          f"(medians of {args.repeats}); queue left to drain after each tracked level: median "
+          f"{statistics.median(drains):.2f} s (untimed wall, its CPU counted)")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from ticketlab.track.base import LevelKey, LevelSummary, Point, RunInfo, Tracker
 
 TAG = "ticketlab."
 PARAM_LIMIT = 6000  # MLflow refuses longer parameter values
+SEND_SECONDS = 5.0  # evaluations reach MLflow at most this long after they are made
+BATCH = 1000  # MLflow's limit of metrics per log_batch
 
 
 @dataclass
@@ -34,6 +36,8 @@ class MlflowTracker(Tracker):
     _experiment: str | None = field(default=None, repr=False)
     _parents: dict = field(default_factory=dict, repr=False)
     _children: dict = field(default_factory=dict, repr=False)
+    _pending: dict = field(default_factory=dict, repr=False)  # level -> metrics not sent yet
+    _sent: dict = field(default_factory=dict, repr=False)  # level -> when its points were last sent
 
     @property
     def uri(self) -> str:
@@ -116,6 +120,7 @@ class MlflowTracker(Tracker):
         self.client().update_run(parent, status="RUNNING")
 
     def discard_level(self, key: LevelKey) -> None:
+        self._pending.pop(key, None)
         for found in self._find(run_id=key.run_id, seed=key.seed, branch=key.branch, level=key.level, kind="level"):
             self.client().delete_run(found.info.run_id)
 
@@ -127,15 +132,28 @@ class MlflowTracker(Tracker):
         self._children[key] = child.info.run_id
 
     def point(self, key: LevelKey, point: Point) -> None:
+        """Points are sent in batches, at most every SEND_SECONDS and at the level's end: one
+        request (or SQLite transaction, some 25 ms of CPU) per evaluation would cost a long
+        level seconds of its cores."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        metrics = [Metric(name, value, now, point.iteration) for name, value in point.metrics().items()]
-        self.client().log_batch(self._children[key], metrics=metrics)
+        now = time.time()
+        self._pending.setdefault(key, []).extend(
+            Metric(name, value, int(now * 1000), point.iteration) for name, value in point.metrics().items())
+        if now - self._sent.setdefault(key, now) >= SEND_SECONDS:
+            self._send(key)
+
+    def _send(self, key: LevelKey) -> None:
+        metrics = self._pending.pop(key, [])
+        self._sent[key] = time.time()
+        for start in range(0, len(metrics), BATCH):
+            self.client().log_batch(self._children[key], metrics=metrics[start:start + BATCH])
 
     def end_level(self, key: LevelKey, summary: LevelSummary) -> None:
         from mlflow.entities import Metric
 
+        self._send(key)
+        self._sent.pop(key, None)
         now = int(time.time() * 1000)
         child = self._children.pop(key)
         values = summary.metrics()
