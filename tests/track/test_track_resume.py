@@ -1,8 +1,8 @@
 """A tracked run killed with SIGKILL while a level is half logged, then run again, leaves every
 tracker with each evaluation once: the level's partial unit is taken back and logged again
 whole (by the retrained level, or from the store when the level had finished training), the
-finished ones stay and are not repeated. (MLflow's part is checked in this process: its import
-in a second process would double the test's cost.)"""
+finished ones stay and are not repeated. (MLflow's and W&B's parts are checked in this process:
+their start-up in a second process would double the test's cost.)"""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from readback import check_csv, check_tensorboard, check_wandb
+from readback import check_csv, check_tensorboard
 from tracktools import available_trackers, environment, installed, mlflow_env, run_cli
 
 from ticketlab.store import ResultsStore
@@ -50,9 +50,9 @@ def partial_levels(runs_dir) -> set[int]:
 
 
 def test_kill_9_inside_a_level_then_rerun_logs_each_point_once(tmp_path):
-    # MLflow's part (an unfinished child run deleted, the level logged again) is checked in-process
-    # below, without paying its import in a second process
-    trackers = tuple(name for name in available_trackers() if name != "mlflow")
+    # MLflow's and W&B's parts (an unfinished child run deleted, an offline run folder deleted, the
+    # level logged again) are checked in this process below, without their start-up in a second one
+    trackers = tuple(name for name in available_trackers() if name in ("csv", "tensorboard"))
     victim = ticketlab(tmp_path, trackers)
     deadline = time.time() + 240
     while victim.poll() is None and time.time() < deadline:
@@ -76,8 +76,6 @@ def test_kill_9_inside_a_level_then_rerun_logs_each_point_once(tmp_path):
     check_csv(tmp_path, [run_id])
     if "tensorboard" in trackers:
         check_tensorboard(tmp_path, [run_id])
-    if "wandb" in trackers:
-        check_wandb(tmp_path, [run_id])
 
 
 def test_a_level_left_open_in_mlflow_is_deleted_and_logged_again_whole(tmp_path):
@@ -112,3 +110,34 @@ def test_a_level_left_open_in_mlflow_is_deleted_and_logged_again_whole(tmp_path)
     assert child.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(child.info.run_id, "test_acc")] == [0, 10, 20]
     assert child.data.metrics["level.density.fc.weight"] == pytest.approx(0.8)
+
+
+def test_a_level_left_open_in_wandb_is_deleted_and_logged_again_whole(tmp_path):
+    """What a kill leaves of a W&B offline run (a folder with some points) is deleted by the next
+    process that logs the level: one run folder for the level, holding the second attempt."""
+    if not installed("wandb"):
+        pytest.skip("wandb is not installed (pip install 'ticketlab[wandb]')")
+    from wandb_files import history_and_summary, offline_runs
+
+    from ticketlab.track import TrackSpec
+    from ticketlab.track.base import LevelKey, LevelSummary, Point
+    from ticketlab.track.hub import Hub
+
+    spec = TrackSpec(backends=("wandb",))
+    key = LevelKey("w" * 12, 0, "imp", 1)
+    with environment({"WANDB_MODE": "offline", "WANDB_SILENT": "true"}):
+        killed = Hub(spec, tmp_path / "track")  # the first process: two points, then gone
+        (backend,) = killed.begin_level(key, None)
+        for step in (0, 10):
+            backend.point(key, Point(step, 1.0, 1.0, 0.5, 1.0, 0.5))
+        backend._runs.pop(key).finish(exit_code=1)  # what its death leaves: the folder, no summary
+        again = Hub(spec, tmp_path / "track")  # the next process, with the ledger the first left
+        backends = again.begin_level(key, None)
+        for step in (0, 10, 20):
+            backends[0].point(key, Point(step, 1.0, 1.0, 0.6, 1.0, 0.6))
+        again.end_level(backends, key, LevelSummary(0.8, 8, 10, {"fc.weight": 0.8}, 20, 0.9, 0.9, 1.0))
+    folders = list((tmp_path / "track" / "wandb" / "wandb").glob(f"*-{'w' * 12}-s0-imp-L1"))
+    assert len(folders) == 1
+    history, summary, _ = history_and_summary(offline_runs(folders[0])[f"{'w' * 12}-s0-imp-L1"])
+    assert [h["_step"] for h in history if "test_acc" in h] == [0, 10, 20]
+    assert summary["density/fc.weight"] == pytest.approx(0.8)
