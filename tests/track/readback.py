@@ -26,7 +26,8 @@ def check_tensorboard(runs_dir, run_ids):
             events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
             events.Reload()
             mine = sorted((r for r in rows if (r.seed, r.branch) == (seed, branch)), key=lambda r: r.level)
-            assert [e.step for e in events.Scalars("level/density")] == [r.level for r in mine]
+            # a level logged again at the end of the run (from the store) sits in a newer file: read later
+            assert sorted(e.step for e in events.Scalars("level/density")) == [r.level for r in mine]
             for row in mine:
                 stored = evaluations(runs_dir, row)
                 points = events.Scalars(f"level_{row.level:02d}/test_acc")
