@@ -39,7 +39,7 @@ def cpu_seconds() -> float:
                 continue
             parents[int(entry.name)] = int(fields[1])
             times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    mine, total = {os.getpid()}, 0.0
+    mine = {os.getpid()}
     changed = True
     while changed:
         changed = False

@@ -16,7 +16,7 @@ one warning and silences the backend.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,7 +99,6 @@ class Tracker:
     root: Path  # the trackers' folder (`TrackSpec.dir`, else <runs_dir>/track)
     name = ""
     package = ""  # what `pip install` needs; the extra is ticketlab[<name>]
-    _opened: dict = field(default_factory=dict, repr=False)
 
     @property
     def destination(self) -> str:

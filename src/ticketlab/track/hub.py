@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ticketlab.track.base import LevelKey, LevelSummary, Point, RunInfo, Tracker
+from ticketlab.track.base import LevelKey, LevelSummary, RunInfo, Tracker
 from ticketlab.track.ledger import Ledger
 from ticketlab.track.registry import TRACKERS
 from ticketlab.track.spec import TrackSpec
@@ -77,11 +77,6 @@ class Hub:
             if backend.name not in self.failed:
                 warn(backend.name, f"still busy after {timeout:g} s; the rest of its queue is dropped")
         return False
-
-    def close(self) -> None:
-        self.flush()
-        for backend in self.backends:
-            self.call(backend, "close")
 
     # ---- run on the tracker thread (or in the driver once training is over)
     def _drain_forever(self) -> None:

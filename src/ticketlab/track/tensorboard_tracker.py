@@ -30,7 +30,9 @@ class TensorboardTracker(Tracker):
 
     def check(self) -> None:
         super().check()
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (torch's writer needs the package)
+        import importlib
+
+        importlib.import_module("torch.utils.tensorboard")  # torch's writer: needs the tensorboard package
 
         writable_dir(self.root / "tensorboard")
 
