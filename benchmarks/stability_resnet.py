@@ -17,8 +17,8 @@ Three steps, all through the `ticketlab` command (subprocesses, so the output is
 
 Then one table of barriers against k and one of test accuracy per level for both runs.
 
-The budget used for docs/stability.md (one seed; about 90 min on the 2-core AMD EPYC at nice 19,
-one thread per process):
+The budget used for docs/stability.md (one seed; the stable run took 6,712 s of wall time on the
+2-core AMD EPYC beside 4 to 12 other processes, one thread per process):
 
     nice -n 19 python benchmarks/stability_resnet.py --data-dir /work/shared/data \\
         --runs-dir runs/stability_resnet --tickets
