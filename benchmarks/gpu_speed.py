@@ -27,9 +27,7 @@ the device before reading the clock. Every row says how many steps it timed.
 from __future__ import annotations
 
 import argparse
-import copy
 import math
-import platform
 import shlex
 import subprocess
 import sys
@@ -50,14 +48,7 @@ from ticketlab.training.device import resolve_device
 from ticketlab.training.layout import channels_last_pays
 from ticketlab.training.stacked import train_stacked, why_not_stackable
 
-
-def cpu_name() -> str:
-    """The CPU's model name (lscpu), else what platform says."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or platform.machine()
+from stability_lenet import machine  # noqa: E402 (benchmarks/ is on sys.path as the script's folder)
 
 
 def sync(device: torch.device) -> None:
@@ -241,7 +232,7 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     device = resolve_device(args.device)
     torch.set_num_threads(1 if device.type == "cpu" else torch.get_num_threads())
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine()
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(f"device: {device} ({name}); torch {torch.__version__}; threads {torch.get_num_threads()}\n", flush=True)
 

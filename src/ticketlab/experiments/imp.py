@@ -240,8 +240,11 @@ class Replicate:
         return False
 
     def train_level(self, branch: str, level: int) -> dict[str, torch.Tensor]:
-        job = self.prepare_level(branch, level)
-        label = f"seed {self.seed} {branch} level {level} ({job.mask.density:.1%})"
+        return self.train_job(self.prepare_level(branch, level))
+
+    def train_job(self, job: LevelJob) -> dict[str, torch.Tensor]:
+        """Train and record a level made by `prepare_level`, alone."""
+        label = f"seed {self.seed} {job.branch} level {job.level} ({job.mask.density:.1%})"
         with Progress(label, job.schedule.iterations, enabled=self.show_progress) as progress:
             progress.update(job.start, float("nan"))
             result = train(self.model, self.dataset, job.schedule, seed=self.seed, constraints=job.constraints,

@@ -25,7 +25,6 @@ from ticketlab.experiments.branches import MAIN
 from ticketlab.experiments.imp import LevelJob, Replicate
 from ticketlab.experiments.tasks import BranchTask, experiment_data
 from ticketlab.store import ResultsStore
-from ticketlab.training import Progress, train
 from ticketlab.training.sparse_kernels import parse_sparse_training
 from ticketlab.training.stacked import train_stacked, why_not_stackable
 
@@ -165,13 +164,7 @@ def train_level_together(todo: list[tuple[Replicate, str]], level: int) -> None:
     for (schedule, start), group in together.items():
         if len(group) == 1:
             replicate, job = group[0]
-            label = f"seed {replicate.seed} {job.branch} level {level} ({job.mask.density:.1%})"
-            with Progress(label, schedule.iterations, enabled=False) as progress:
-                result = train(replicate.model, replicate.dataset, schedule, seed=replicate.seed,
-                               constraints=job.constraints, callbacks=job.callbacks, progress=progress,
-                               start_step=start, device=replicate.device, sparse=replicate.sparse,
-                               compile=replicate.compile, on_evaluation=replicate.live(job.branch, level))
-            replicate.finish_level(job, result)
+            replicate.train_job(job)
             continue
         first = group[0][0]
         results = train_stacked([r.model for r, _ in group], first.dataset, schedule,
