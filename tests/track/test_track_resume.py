@@ -6,6 +6,7 @@ their start-up in a second process would double the test's cost.)"""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -49,22 +50,27 @@ def partial_levels(runs_dir) -> set[int]:
             if any(len(path.read_text().splitlines()) > 2 for path in runs_dir.glob(f"track/csv/*/seed_0/imp/level_{level}.csv"))}
 
 
+def kill_when(victim: subprocess.Popen, half_logged) -> None:
+    """SIGKILL `victim` at a moment `half_logged()` holds: checked again with the process
+    frozen (SIGSTOP), so the kill lands with a unit half logged."""
+    deadline = time.time() + 240
+    while victim.poll() is None and time.time() < deadline:
+        if half_logged():
+            os.kill(victim.pid, signal.SIGSTOP)
+            if half_logged():
+                break
+            os.kill(victim.pid, signal.SIGCONT)
+        time.sleep(0.01)
+    assert victim.poll() is None, "it finished before it could be killed"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+
 def test_kill_9_inside_a_level_then_rerun_logs_each_point_once(tmp_path):
     # MLflow's and W&B's parts (an unfinished child run deleted, an offline run folder deleted, the
     # level logged again) are checked in this process below, without their start-up in a second one
     trackers = tuple(name for name in available_trackers() if name in ("csv", "tensorboard"))
-    victim = ticketlab(tmp_path, trackers)
-    deadline = time.time() + 240
-    while victim.poll() is None and time.time() < deadline:
-        if partial_levels(tmp_path):
-            os.kill(victim.pid, signal.SIGSTOP)  # frozen: is a level still half logged? then kill it there
-            if partial_levels(tmp_path):
-                break
-            os.kill(victim.pid, signal.SIGCONT)
-        time.sleep(0.01)
-    assert victim.poll() is None, "the run finished before it could be killed"
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
+    kill_when(ticketlab(tmp_path, trackers), lambda: partial_levels(tmp_path))
     (run_id, _, _), = ResultsStore(tmp_path, readonly=True).runs()
     assert partial_levels(tmp_path)  # killed with a level half logged (half trained, or trained and not yet logged)
 
@@ -141,3 +147,52 @@ def test_a_level_left_open_in_wandb_is_deleted_and_logged_again_whole(tmp_path):
     history, summary, _ = history_and_summary(offline_runs(folders[0])[f"{'w' * 12}-s0-imp-L1"])
     assert [h["_step"] for h in history if "test_acc" in h] == [0, 10, 20]
     assert summary["density/fc.weight"] == pytest.approx(0.8)
+
+
+def open_copies(runs_dir) -> list[str]:
+    """Stability copies (units `stability_imp_k0_copy<c>`) a tracker has started and not finished,
+    among those whose CSV file already holds two points."""
+    started = []
+    for ledger in runs_dir.glob("track/ledger/*/seed_0/stability_imp_k0_copy*.json"):
+        try:
+            if any(0 in where["open"] for where in json.loads(ledger.read_text()).values()):
+                started.append(ledger.stem)
+        except ValueError:  # caught mid-rename
+            continue
+    return [name for name in started
+            if any(len(path.read_text().splitlines()) > 2 for path in runs_dir.glob(f"track/csv/*/seed_0/{name}/level_0.csv"))]
+
+
+def test_a_stability_study_killed_while_a_copy_is_half_logged_logs_each_point_once_after_the_rerun(tmp_path):
+    """`stability --track`: the copy cut short is trained again and its unit logged again whole;
+    copies and rows logged before the kill are not repeated."""
+    trackers = tuple(name for name in available_trackers() if name in ("csv", "tensorboard"))
+    code, out, err = run_cli("imp", "--iterations", "300", "--eval-every", "10", "--levels", "1", "--seeds", "0",
+                             "--runs-dir", str(tmp_path))
+    assert code == 0, err
+    (run_id, _, _), = ResultsStore(tmp_path, readonly=True).runs()
+    command = ["stability", run_id, "--rewind-iterations", "0", "--copies", "3", "--points", "3",
+               "--runs-dir", str(tmp_path), "--track", ",".join(trackers)]
+    victim = subprocess.Popen([sys.executable, "-m", "ticketlab", *command], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=own_process_env(tmp_path))
+    kill_when(victim, lambda: open_copies(tmp_path))
+    assert open_copies(tmp_path)
+
+    code, out, err = run_cli(*command)
+    assert code == 0, err
+    assert "warning" not in err, err
+    every = list(range(0, 301, 10))
+    seed = tmp_path / "track" / "csv" / run_id / "seed_0"
+    for copy in range(3):
+        with open(seed / f"stability_imp_k0_copy{copy}" / "level_0.csv") as handle:
+            assert [int(row["iteration"]) for row in csv.DictReader(handle)] == every  # each point once
+    assert json.loads((seed / "stability_imp_k0" / "level_0.json").read_text())["copies"] == 3
+    if "tensorboard" in trackers:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        for copy in range(3):
+            folder = tmp_path / "track" / "tensorboard" / run_id / "seed_0" / f"stability_imp_k0_copy{copy}"
+            assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # the killed attempt's file taken back
+            events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+            events.Reload()
+            assert [p.step for p in events.Scalars("level_00/test_acc")] == every

@@ -32,6 +32,7 @@ from ticketlab.analysis.tickets import Ticket, resolve
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
 from ticketlab.store import ResultsStore
+from ticketlab.track.session import note, unit
 
 
 def merge_weights(mask_a: Mask, w_a: dict[str, torch.Tensor], mask_b: Mask, w_b: dict[str, torch.Tensor],
@@ -125,23 +126,35 @@ def combine_tickets(store: ResultsStore, ref_a: str, ref_b: str, *, finetune: in
     masks = [ta.mask(), tb.mask()]
     weights = [ta.final(), tb.final()]
     x, y = data.test.x, data.test.y
-    rows = [CombineRow(f"parent {t.label}", m.density, _accuracy([model_with(w)], x, y), None)
-            for t, m, w in zip((ta, tb), masks, weights)]
+    rows = []
+    for which, t, m, w in zip("ab", (ta, tb), masks, weights):
+        with unit(f"parent_{which}", seed=seed):
+            rows.append(_noted(CombineRow(f"parent {t.label}", m.density, _accuracy([model_with(w)], x, y), None)))
     for name, rule in (("union", union), ("intersection", intersection)):
         mask = rule(*masks)
         merged = merge_weights(masks[0], weights[0], masks[1], weights[1], mask)
-        tuned = _accuracy([finetuned(merged, mask)], x, y) if finetune else None
-        rows.append(CombineRow(name, mask.density, _accuracy([model_with(merged)], x, y), tuned))
+        with unit(name, seed=seed):  # trackers: the fine-tuning, then the row
+            tuned = _accuracy([finetuned(merged, mask)], x, y) if finetune else None
+            rows.append(_noted(CombineRow(name, mask.density, _accuracy([model_with(merged)], x, y), tuned)))
         single = _nearest_level(store, ta, mask.density)
         if single is not None:
-            rows.append(CombineRow(f"  nearest IMP level {single.label}", single.density,
-                                   _accuracy([model_with(single.final())], x, y), None))
+            with unit(f"{name}_nearest_imp", seed=seed):
+                rows.append(_noted(CombineRow(f"  nearest IMP level {single.label}", single.density,
+                                              _accuracy([model_with(single.final())], x, y), None)))
     members = [model_with(w) for w in weights]
-    tuned = _accuracy([finetuned(w, m) for w, m in zip(weights, masks)], x, y) if finetune else None
-    # the ensemble holds both tickets' weights: its size is |A| + |B| against one network's weights
-    rows.append(CombineRow("ensemble (mean softmax)", (masks[0].kept + masks[1].kept) / masks[0].total,
-                           _accuracy(members, x, y), tuned))
+    with unit("ensemble", seed=seed):  # trackers: each member's fine-tuning (levels 0, 1), then the row
+        tuned = _accuracy([finetuned(w, m) for w, m in zip(weights, masks)], x, y) if finetune else None
+        # the ensemble holds both tickets' weights: its size is |A| + |B| against one network's weights
+        rows.append(_noted(CombineRow("ensemble (mean softmax)", (masks[0].kept + masks[1].kept) / masks[0].total,
+                                      _accuracy(members, x, y), tuned)))
     return rows
+
+
+def _noted(row: CombineRow) -> CombineRow:
+    """`row`, its numbers added to the current tracked unit's summary (`track.session`)."""
+    values = {"density": row.density, "test_acc": row.test_acc}
+    note(**values if row.finetuned_acc is None else values | {"finetuned_test_acc": row.finetuned_acc})
+    return row
 
 
 def _nearest_level(store: ResultsStore, ticket: Ticket, density: float) -> Ticket | None:

@@ -43,6 +43,7 @@ from ticketlab.data import Dataset, Split
 from ticketlab.errors import TicketlabError
 from ticketlab.masks import Mask
 from ticketlab.models import Network, build_model
+from ticketlab.track.session import note, unit
 from ticketlab.training import TrainSpec, WeightConstraints, train
 
 MODES = ("isolated", "all_pruned")
@@ -147,14 +148,15 @@ def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", le
     model = new_model(k)
     init = {n: t.clone() for n, t in model.state_dict().items()}
     mask = Mask.ones(model)
-    train(model, data_a, a_spec, seed=seed)
-    rates = rates_by_layer({n: model.layer_kind(n) for n in mask}, default_rates(model_name))
-    for level in range(1, levels + 1):
-        final = {n: t.clone() for n, t in model.state_dict().items()}
-        mask = prune("magnitude", init, final, mask, Layerwise(rates),
-                     torch.Generator().manual_seed(derived_seed(seed, "franken", level)))
-        model.load_state_dict(init)
-        train(model, data_a, a_spec, seed=seed, constraints=WeightConstraints(model, mask))
+    with unit("a_ticket", seed=seed):  # trackers: levels 0..levels of the A-ticket's IMP
+        train(model, data_a, a_spec, seed=seed)
+        rates = rates_by_layer({n: model.layer_kind(n) for n in mask}, default_rates(model_name))
+        for level in range(1, levels + 1):
+            final = {n: t.clone() for n, t in model.state_dict().items()}
+            mask = prune("magnitude", init, final, mask, Layerwise(rates),
+                         torch.Generator().manual_seed(derived_seed(seed, "franken", level)))
+            model.load_state_dict(init)
+            train(model, data_a, a_spec, seed=seed, constraints=WeightConstraints(model, mask))
     ticket = {n: t.clone() for n, t in model.state_dict().items()}
 
     # 2. the extension to C outputs
@@ -172,27 +174,37 @@ def frankenmodel(data: Dataset, *, k: int, model_name: str = "lenet_300_100", le
     # the reference: the ticket's A logits from products of the shapes every model below has
     a_ticket = extended()
     reference = _test_logits(a_ticket, data)[:, :k]
-    rows = [_row(f"A-ticket ({mask.density:.1%} of weights, seed {seed})", a_ticket, data, k, reference)]
+    with unit("a_ticket_extended", seed=seed):
+        rows = [_tracked(_row(f"A-ticket ({mask.density:.1%} of weights, seed {seed})", a_ticket, data, k, reference))]
     for mode in MODES:
         big = extended()
         trainable = trainable_mask(big, full_mask, k, mode)
         params = dict(big.named_parameters())
         held = {n: params[n].detach().clone() for n in trainable}
-        train(big, data_b, b_spec, seed=derived_seed(seed, "franken-b"),
-              constraints=WeightConstraints(big, trainable, held))
-        frozen = {n: ~trainable[n].to(held[n].device) for n in trainable}
-        frozen_same = all(torch.equal(params[n].detach()[frozen[n]], held[n][frozen[n]]) for n in trainable)
-        if not frozen_same:
-            raise TicketlabError("internal: a frozen weight moved")  # the mechanism's promise, checked every run
-        free = sum(int(t.sum()) for n, t in trainable.items() if n.endswith("weight"))
-        rows.append(_row(f"franken {mode} ({free} weights train, seed {seed})", big, data, k, reference))
-    big = extended()
-    train(big, data_b, b_spec, seed=derived_seed(seed, "franken-b"))
-    rows.append(_row("finetune_all on B", big, data, k, reference))
-    joint = new_model(classes)
-    train(joint, data, a_spec, seed=seed)
-    rows.append(_row("joint (dense, all classes)", joint, data, k, None))
+        with unit(f"franken_{mode}", seed=seed):
+            train(big, data_b, b_spec, seed=derived_seed(seed, "franken-b"),
+                  constraints=WeightConstraints(big, trainable, held))
+            frozen = {n: ~trainable[n].to(held[n].device) for n in trainable}
+            frozen_same = all(torch.equal(params[n].detach()[frozen[n]], held[n][frozen[n]]) for n in trainable)
+            if not frozen_same:
+                raise TicketlabError("internal: a frozen weight moved")  # the mechanism's promise, checked every run
+            free = sum(int(t.sum()) for n, t in trainable.items() if n.endswith("weight"))
+            rows.append(_tracked(_row(f"franken {mode} ({free} weights train, seed {seed})", big, data, k, reference)))
+    with unit("finetune_all", seed=seed):
+        big = extended()
+        train(big, data_b, b_spec, seed=derived_seed(seed, "franken-b"))
+        rows.append(_tracked(_row("finetune_all on B", big, data, k, reference)))
+    with unit("joint", seed=seed):
+        joint = new_model(classes)
+        train(joint, data, a_spec, seed=seed)
+        rows.append(_tracked(_row("joint (dense, all classes)", joint, data, k, None)))
     return rows
+
+
+def _tracked(row: FrankenRow) -> FrankenRow:
+    """`row`, its numbers added to the current tracked unit's summary (`track.session`)."""
+    note(**{name: value for name, value in vars(row).items() if name != "model"})
+    return row
 
 
 def franken_table(rows_per_seed: list[list[FrankenRow]]) -> str:

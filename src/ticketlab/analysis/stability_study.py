@@ -322,12 +322,16 @@ def instability_study(runs_dir: str | Path, run: str, ks: Sequence[int], *, leve
                       points: int = DEFAULT_POINTS, seeds: Sequence[int] | None = None,
                       data_dir: str | Path | None = None, dataset: Dataset | None = None, device=None,
                       report: Callable[[Instability], None] | None = None, jobs: int = 1, executor: str = "local",
-                      address: str | None = None) -> list[Instability]:
+                      address: str | None = None, track=None) -> list[Instability]:
     """The instability of a stored run's networks at each k of `ks`, per seed (default: the
     run's seeds): the dense network for level 0, and the tickets and baselines (`branches`) of
     each level >= 1 in `levels`. Each copy is an engine task (`stability_tasks`), run on `jobs`
     local processes or Ray under the run's lock; every input is checked before any training,
-    and rows go to `<run>/stability.csv` as each (seed, subject, k) finishes."""
+    and rows go to `<run>/stability.csv` as each (seed, subject, k) finishes.
+
+    With `track` (a `TrackSpec`), copies stream their training and each row its barriers to
+    the trackers, under the IMP run's tracker run (`analysis.stability_tasks`), with the
+    stability figures as its artifacts."""
     from ticketlab.analysis.stability_tasks import Study, run_study
     from ticketlab.engine.executors import check_executor
     from ticketlab.experiments import spec_from_dict
@@ -361,8 +365,19 @@ def instability_study(runs_dir: str | Path, run: str, ks: Sequence[int], *, leve
     if dataset is None:
         dataset = load_data(spec, data_dir)
     device = resolved_name(device) if isinstance(device, str) else (None if device is None else str(device))
-    study = Study(spec, run_id, store.runs_dir, data_dir, device, copies, points)
-    return run_study(study, seeds, wanted, ks, dataset, report=report, jobs=jobs, executor=executor, address=address)
+    from ticketlab.track.run import run_info
+    from ticketlab.track.session import tracking
+
+    with tracking(track, store.runs_dir, run_info(spec, run_id)) as session:
+        study = Study(spec, run_id, store.runs_dir, data_dir, device, copies, points,
+                      session.hub.spec if session is not None else None)
+        results = run_study(study, seeds, wanted, ks, dataset, report=report, jobs=jobs, executor=executor,
+                            address=address)
+        if session is not None:
+            from ticketlab.plots.stability import plot_stability
+
+            session.add_figures(plot_stability(store.runs_dir / run_id))
+    return results
 
 
 def check_replicate(replicate: Replicate, wanted: Sequence[Subject]) -> None:

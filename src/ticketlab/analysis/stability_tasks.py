@@ -28,6 +28,8 @@ from ticketlab.experiments.imp import Replicate
 from ticketlab.experiments.spec import ExperimentSpec
 from ticketlab.experiments.tasks import data_key, load_data
 from ticketlab.store import ResultsStore
+from ticketlab.track.session import unit
+from ticketlab.track.spec import TrackSpec
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Study:
     device: str | None
     copies: int
     points: int
+    track: TrackSpec | None = None  # trackers the copies stream to (usable ones, checked by the driver)
 
     @property
     def lock(self) -> Path:
@@ -99,9 +102,11 @@ class CopyTask(Measured):
         return self.copy_sha(self.copy) is not None
 
     def run(self, context: Context) -> None:
-        study = self.study
-        ensure_copy(study.replicate(self.seed), self.subject, self.k, study.spec.training.train_spec(), self.copy,
-                    device=study.device, check=context.check)
+        study, s = self.study, self.subject
+        with worker_tracking(study), unit(f"stability_{s.branch}_k{self.k}_copy{self.copy}", seed=self.seed,
+                                          level=s.level):
+            ensure_copy(study.replicate(self.seed), s, self.k, study.spec.training.train_spec(), self.copy,
+                        device=study.device, check=context.check)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,27 @@ class PathTask(Measured):
         study = self.study
         return measure(study.replicate(self.seed), self.subject, self.k, study.spec.training.train_spec(),
                        copies=study.copies, points=study.points, device=study.device, check=context.check)
+
+
+def worker_tracking(study: Study):
+    """Where a task logs what it trains: the study's trackers under the IMP run's tracker run
+    (a copy is the level unit `stability_<branch>_k<k>_copy<c>` of its seed, at the subject's level)."""
+    from ticketlab.track.run import run_info
+    from ticketlab.track.session import tracking
+
+    return tracking(study.track, study.runs_dir, run_info(study.spec, study.run_id), driver=False)
+
+
+def tracked_result(result: Instability) -> None:
+    """A measured (or read back) instability as a summary-only unit `stability_<branch>_k<k>` of its
+    seed and level: barriers, density, the copies' test accuracy; logged once per tracker run."""
+    from ticketlab.track.session import record
+
+    row = result.row()
+    values = {name: row[name] for name in ("density", "k", "copies", "points", "test_barrier", "train_barrier",
+                                           "endpoint_test_error")}
+    values |= {f"copy_{c}_test_acc": acc for c, acc in enumerate(result.copy_test_acc)}
+    record(f"stability_{result.subject.branch}_k{result.k}", values, seed=result.seed, level=result.subject.level)
 
 
 def study_tasks(study: Study, seeds: Sequence[int], wanted: Sequence[Subject],
@@ -155,6 +181,7 @@ def run_study(study: Study, seeds: Sequence[int], wanted: Sequence[Subject], ks:
     def record(task: PathTask, result: Instability) -> None:
         found[task.group] = result
         write_csv(csv_path, list(found.values()))
+        tracked_result(result)
         if report is not None:
             report(result)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, nonnegative_int,
-                                  print_setup, seed_int)
+from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_threads, add_track, apply_threads,
+                                  command_tracking, nonnegative_int, print_setup, seed_int)
 
 
 def _cmd_combine(args: argparse.Namespace) -> int:
@@ -15,8 +15,9 @@ def _cmd_combine(args: argparse.Namespace) -> int:
     apply_threads(args)
     store = ResultsStore(args.runs_dir, readonly=True)
     print_setup(args.device, "fp32", "each ticket's run's own, for the fine-tuning" if args.finetune else None)
-    rows = combine_tickets(store, args.ticket_a, args.ticket_b, finetune=args.finetune, seed=args.seed,
-                           data_dir=args.data_dir, device=args.device)
+    with command_tracking(args, "combine"):
+        rows = combine_tickets(store, args.ticket_a, args.ticket_b, finetune=args.finetune, seed=args.seed,
+                               data_dir=args.data_dir, device=args.device)
     print(f"{args.ticket_a} + {args.ticket_b}: test accuracy on the run's test split"
           + (f"; fine-tuning {args.finetune} iterations (each ensemble member {args.finetune})" if args.finetune else ""))
     print("union/intersection weights: one ticket's value where one keeps it, the mean where both do; "
@@ -41,4 +42,5 @@ def add_commands(commands) -> None:
     add_runs_dir(parser)
     add_threads(parser)
     add_device(parser, "the combinations are fine-tuned and every network is evaluated", jobs=False)
+    add_track(parser, spec=False)
     parser.set_defaults(run=_cmd_combine)

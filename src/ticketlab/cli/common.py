@@ -168,12 +168,48 @@ def track_value(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(error).removeprefix("track.backends: ")) from None
 
 
-def add_track(parser) -> None:
-    """`--track`, for every command that trains runs: stream their numbers (docs/trackers.md)."""
+def add_track(parser, spec: bool = True) -> None:
+    """`--track`, for every command that trains: stream its numbers (docs/trackers.md). `spec`:
+    the command runs specs, whose [track] the flag overrides."""
+    where = "<runs-dir>/track" if spec or any(a.dest == "runs_dir" for a in parser._actions) else \
+        "$TICKETLAB_RUNS_DIR/track, else ./runs/track"
     parser.add_argument(
         "--track", type=track_value, metavar="NAME,...",
         help="stream evaluations, levels and the run to trackers: tensorboard, mlflow, wandb (offline unless "
-        "$WANDB_MODE), csv; files under <runs-dir>/track. Overrides the spec's [track]; not part of the run id")
+        f"$WANDB_MODE), csv; files under {where}"
+        + (". Overrides the spec's [track]; not part of the run id" if spec else ""))
+
+
+def track_spec(args: argparse.Namespace, where: str):
+    """`--track` of a command with --runs-dir as a TrackSpec (trackers under <runs-dir>/track),
+    saying where the numbers go (`where`: which tracker run); None without --track."""
+    if not getattr(args, "track", None):
+        return None
+    from ticketlab.track import TrackSpec
+
+    print(f"tracking: {', '.join(args.track)} under {args.runs_dir / 'track'}, {where}", flush=True)
+    return TrackSpec(backends=tuple(args.track))
+
+
+def command_tracking(args: argparse.Namespace, command: str, run=None):
+    """The tracker session of a command run outside the engine's levels (`track.session`):
+    `run` (a RunInfo) or a fresh tracker run named after `command` with its options as
+    parameters; an untracked block without `--track`. Says where the numbers go."""
+    import contextlib
+
+    backends = getattr(args, "track", None)
+    if not backends:
+        return contextlib.nullcontext()
+    from ticketlab.track import TrackSpec
+    from ticketlab.track.hub import track_root
+    from ticketlab.track.session import command_run, tracking
+
+    runs_dir = getattr(args, "runs_dir", None) or Path(os.environ.get("TICKETLAB_RUNS_DIR", "runs"))
+    if run is None:
+        run = command_run(command, {k: v for k, v in vars(args).items() if k not in ("run", "track")})
+    spec = TrackSpec(backends=tuple(backends))
+    print(f"tracking: {', '.join(backends)} under {track_root(spec, runs_dir)}, tracker run {run.run_id}", flush=True)
+    return tracking(spec, runs_dir, run)
 
 
 def add_device(parser, what: str = "levels train", jobs: bool = True) -> None:

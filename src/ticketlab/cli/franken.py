@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ticketlab.cli.common import add_data_dir, add_device, add_threads, apply_threads, csv_list, positive_int, print_setup
+from ticketlab.cli.common import (add_data_dir, add_device, add_threads, add_track, apply_threads, command_tracking, csv_list,
+                                  positive_int, print_setup)
 
 
 def _cmd_franken(args: argparse.Namespace) -> int:
@@ -20,10 +21,11 @@ def _cmd_franken(args: argparse.Namespace) -> int:
     apply_threads(args)
     data = load_dataset(args.dataset, args.data_dir)
     rows = []
-    for seed in args.seeds:
-        rows.append(frankenmodel(data, k=args.split, model_name=args.model, levels=args.levels,
-                                 iterations=args.iterations, b_iterations=args.b_iterations, seed=seed,
-                                 device=device))
+    with command_tracking(args, "franken"):
+        for seed in args.seeds:
+            rows.append(frankenmodel(data, k=args.split, model_name=args.model, levels=args.levels,
+                                     iterations=args.iterations, b_iterations=args.b_iterations, seed=seed,
+                                     device=device))
     print(f"{args.model} on {args.dataset}: A = classes 0-{args.split - 1}, B = {args.split}-{data.num_classes - 1}; "
           f"A-ticket {args.levels} IMP levels x {args.iterations} it, B {args.b_iterations} it; seeds "
           f"{','.join(map(str, args.seeds))} (mean, min-max; max |ΔA logit|: the largest over seeds; weight counts: the first seed)")
@@ -52,4 +54,5 @@ def add_commands(commands) -> None:
     add_data_dir(parser)
     add_threads(parser)
     add_device(parser, "the networks train and are evaluated", jobs=False)
+    add_track(parser, spec=False)
     parser.set_defaults(run=_cmd_franken)

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, positive_int, print_setup
+from ticketlab.cli.common import (add_data_dir, add_device, add_runs_dir, add_threads, add_track, apply_threads, positive_int,
+                                  print_setup, track_spec)
 
 
 def _cmd_zhou2019(args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def _cmd_zhou2019(args: argparse.Namespace) -> int:
           f"tables in {out} (finished cells are reused)", flush=True)
     result = reproduce(plan, args.runs_dir, data_dir=args.data_dir, jobs=args.jobs, executor=args.executor,
                        address=args.address, show_progress=args.jobs == 1 and sys.stderr.isatty(),
-                       legacy_dirs=(out,), device=args.device)
+                       legacy_dirs=(out,), device=args.device, track=track_spec(args, "one tracker run per plan"))
     text = markdown(result)
     atomic_write_bytes(out / "zhou2019_table1.md", text.encode())
     atomic_write_bytes(out / "zhou2019_table1.csv", csv_text(rows(result)).encode())
@@ -68,6 +69,7 @@ def add_commands(commands) -> None:
     zhou.add_argument("--address", help="with --executor ray: a running cluster's HOST:PORT; with slurm: "
                       "a TOML file whose [executor] table holds the sbatch settings (docs/slurm.md)")
     add_runs_dir(zhou)
+    add_track(zhou, spec=False)
     zhou.add_argument("--out", type=Path, help="where the tables are written (default: <runs-dir>/zhou2019); "
                       "cells an older version wrote under <out>/cells are imported into the store")
     zhou.set_defaults(run=_cmd_zhou2019)

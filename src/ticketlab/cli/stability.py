@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 
 from ticketlab.cli.common import (
-    add_data_dir, add_device, add_runs_dir, add_threads, apply_threads, csv_list, nonnegative_int, positive_int,
-    print_setup, seed_int,
+    add_data_dir, add_device, add_runs_dir, add_threads, add_track, apply_threads, csv_list, nonnegative_int,
+    positive_int, print_setup, seed_int, track_spec,
 )
 
 
@@ -26,7 +26,8 @@ def _cmd_stability(args: argparse.Namespace) -> int:
     results = instability_study(args.runs_dir, args.run_id, args.rewind_iterations, levels=args.levels,
                                 branches=args.branches, copies=args.copies, points=args.points, seeds=args.seeds,
                                 data_dir=args.data_dir, device=args.device, report=report, jobs=args.jobs,
-                                executor=args.executor, address=args.address)
+                                executor=args.executor, address=args.address,
+                                track=track_spec(args, "in the run's tracker run"))
     run_dir = results[0].folder.parents[4]
     print(f"\nwrote {run_dir / CSV_NAME} and the copies and paths under seed_<s>/{STUDY_FOLDER}/")
     print(f"plots: {', '.join(map(str, plot_stability(run_dir)))}")
@@ -67,4 +68,5 @@ def add_commands(commands) -> None:
                         "a TOML file whose [executor] table holds the sbatch settings (docs/slurm.md)")
     add_device(parser, "copies train and paths are evaluated")
     add_threads(parser)
+    add_track(parser, spec=False)
     parser.set_defaults(run=_cmd_stability)

@@ -6,7 +6,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from ticketlab.cli.common import add_data_dir, add_device, add_threads, apply_threads, print_setup
+from ticketlab.cli.common import add_data_dir, add_device, add_threads, add_track, apply_threads, command_tracking, print_setup
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     add_threads(parser)
     add_device(parser, "the network trains and is evaluated", jobs=False)
+    add_track(parser, spec=False)
 
 
 def _dataset(args: argparse.Namespace):
@@ -48,7 +49,13 @@ def _cmd_learn(args: argparse.Namespace) -> int:
           f"{WEIGHTS.get(spec.weights).title} weights"
           f"{' with DWR' if spec.dwr else ''}: {spec.epochs:g} epochs ({schedule.iterations} iterations), "
           f"SGD lr {spec.lr:g} ({spec.lr_schedule}), momentum {spec.momentum}, batch {spec.batch_size}, seed {args.seed}")
-    result = learn_new_supermask(args.model, dataset, spec, seed=args.seed, device=args.device)
+    from ticketlab.track.session import note, unit
+
+    with command_tracking(args, "supermask learn"), unit(f"supermask_{spec.learner}", seed=args.seed):
+        result = learn_new_supermask(args.model, dataset, spec, seed=args.seed, device=args.device)
+        note(deterministic_acc=result.deterministic_acc, sampled_acc=result.accuracy,
+             expected_density=result.expected_density, mask_density=result.mask.density,
+             **{f"mask_density/{layer.name}": layer.density for layer in result.mask.layers()})
     if result.sampled_accs:
         spread = statistics.stdev(result.sampled_accs) if len(result.sampled_accs) > 1 else 0.0
         print(f"test accuracy, mean over {len(result.sampled_accs)} sampled masks: {result.accuracy:.2%} "
@@ -68,9 +75,17 @@ def _cmd_init_masks(args: argparse.Namespace) -> int:
 
     dataset = _dataset(args)
     print_setup(args.device, "fp32", recipe_name(args.model, dataset.name))
-    study = init_mask_study(args.model, dataset, criterion=args.criterion, levels=args.levels, seed=args.seed,
-                            initial=args.initial, trained=args.trained, iterations=args.iterations,
-                            device=args.device)
+    from ticketlab.track.session import record, unit
+
+    with command_tracking(args, "supermask init-masks"):
+        with unit("trained", seed=args.seed):
+            study = init_mask_study(args.model, dataset, criterion=args.criterion, levels=args.levels,
+                                    seed=args.seed, initial=args.initial, trained=args.trained,
+                                    iterations=args.iterations, device=args.device)
+        for kind, curve in study.curves.items():
+            for point in curve:
+                record(f"init_mask_{kind}", {"density": point.density, "test_acc": point.test_acc},
+                       seed=args.seed, level=point.level)
     if study.trained_acc is not None:
         print(f"trained {args.model} on {dataset.name} for {study.trained_iterations} iterations to score its "
               f"weights: test accuracy {study.trained_acc:.2%}")

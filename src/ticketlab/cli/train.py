@@ -6,8 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from ticketlab.cli.common import (add_data_dir, add_device, add_compile, add_sparse_training, add_threads, apply_threads, print_setup,
-                                  seed_int)
+from ticketlab.cli.common import (add_compile, add_data_dir, add_device, add_sparse_training, add_threads, add_track,
+                                  apply_threads, command_tracking, print_setup, seed_int)
 from ticketlab.errors import TicketlabError
 
 # flag -> TrainingSpec field; an unset flag takes the network's recipe (the one `imp` uses).
@@ -44,6 +44,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_sparse_training(parser)
     add_compile(parser)
     add_threads(parser)
+    add_track(parser, spec=False)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -80,7 +81,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"training {args.model} on {dataset.name} ({len(dataset.train)} train, {len(dataset.val)} val, "
         f"{len(dataset.test)} test) for {iterations} iterations, seed {args.seed}"
     )
-    with Progress(f"{args.model}/{dataset.name}", iterations) as progress:
+    from ticketlab.track.session import unit
+
+    with command_tracking(args, "train"), unit("train", seed=args.seed), \
+            Progress(f"{args.model}/{dataset.name}", iterations) as progress:
         result = train(model, dataset, spec, seed=args.seed, constraints=constraints, progress=progress,
                        device=device, sparse=parse_sparse_training(args.sparse_training), compile=args.compile)
     if result.sparse_layers:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from ticketlab.engine.devices import place_workers, placement_line, ray_gpu_share
 from ticketlab.engine.lock import LockGuard, held_locks, no_check
 from ticketlab.engine.task import Context, Task
-from ticketlab.engine.worker import init_worker
+from ticketlab.engine.worker import flush_trackers, init_worker
 from ticketlab.errors import TicketlabError
 from ticketlab.registry import Registry
 
@@ -189,7 +189,9 @@ def run_in_worker(task: Task, events: Callable[[Any], None]) -> Any:
     """A task in a worker process: writes only while its driver holds the task's locks."""
     guard = LockGuard(task.locks)
     guard()
-    return task.run(Context(guard, events))
+    result = task.run(Context(guard, events))
+    flush_trackers()
+    return result
 
 
 @EXECUTORS.register("ray")

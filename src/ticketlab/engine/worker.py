@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any, Callable, Sequence
 
 _CACHE: dict = {}
@@ -77,3 +78,12 @@ def cached(key: Any, load: Callable[[], Any]) -> Any:
 def remember(key: Any, value: Any) -> None:
     """Put a value the driver already has into this process's cache."""
     _CACHE[key] = value
+
+
+def flush_trackers() -> None:
+    """Wait for this worker's trackers to log what its task queued, before the driver hears the
+    task is done: the driver's catch-up (`track.run.finish_tracking`) then never races a worker
+    still logging the same level. Nothing to do where no tracker was used."""
+    hub = sys.modules.get("ticketlab.track.hub")
+    if hub is not None:
+        hub.flush_all()

@@ -134,7 +134,7 @@ def run_stability_sections(experiments: Sequence[Experiment], **options) -> int:
         results = instability_study(experiment.runs_dir, experiment.run_id, study.rewind_iterations,
                                     levels=study.levels, branches=study.branches, copies=study.copies,
                                     points=study.points, data_dir=experiment.data_dir,
-                                    device=experiment.device,
+                                    device=experiment.device, track=experiment.spec.track,
                                     report=lambda result: print(format_row(result), flush=True), **options)
         count += len(results)
     return count

@@ -10,6 +10,7 @@ Cells of older versions (a JSON file beside the tensors) are imported on first s
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ from ticketlab.supermasks.init_masks import best_point, init_mask_curve, level_m
 from ticketlab.supermasks.learn import learn_supermask
 from ticketlab.supermasks.spec import SupermaskSpec
 from ticketlab.supermasks.zhou2019 import Cell
+from ticketlab.track.base import RunInfo
+from ticketlab.track.session import note
+from ticketlab.track.spec import TrackSpec
 from ticketlab.training import Progress, TrainResult, TrainSpec, train
 from ticketlab.training.device import place
 
@@ -89,6 +93,8 @@ class CellTask:
     runs_dir: Path
     data_dir: Path | None
     device: str | None = None  # where the cell trains and evaluates (resolved); not part of the cell's config
+    track: TrackSpec | None = None  # trackers, and the tracker run the cell logs to (`track_cells`)
+    tracker_run: RunInfo | None = None
 
     @property
     def key(self) -> str:
@@ -106,12 +112,39 @@ class CellTask:
         return load_result(ResultsStore(self.runs_dir), self.cell) is not None
 
     def run(self, context: Context) -> dict:
+        from ticketlab.track.session import tracking, unit
+
         store = ResultsStore(self.runs_dir)
-        result, tensors = run_cell(self.cell, cell_data(self.cell.config, self.data_dir), store, context.show_progress,
-                                   self.device)
+        with tracking(self.track, self.runs_dir, self.tracker_run, driver=False), \
+                unit(cell_branch(self.cell), seed=self.cell.config["seed"]):
+            result, tensors = run_cell(self.cell, cell_data(self.cell.config, self.data_dir), store,
+                                       context.show_progress, self.device)
+            note(**cell_numbers(result))
         context.check()
         _store_cell(store, self.cell, result, tensors)
         return result
+
+
+def cell_branch(cell: Cell) -> str:
+    """A cell's unit name in the trackers: `<network>_<column>` (unique within a plan)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cell.network}_{cell.column}")
+
+
+def cell_numbers(result: dict) -> dict[str, float]:
+    """The numbers of a cell's result a tracker shows (accuracy, density, seconds, ...)."""
+    return {name: float(value) for name, value in result.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def track_cells(cells: list[Cell], store: ResultsStore) -> None:
+    """Every finished cell as a summary-only unit, once per tracker run: cells reused from the
+    store, or finished while the trackers were off (nothing when untracked)."""
+    from ticketlab.track.session import record
+
+    for cell in cells:
+        result = load_result(store, cell)
+        if result is not None:
+            record(cell_branch(cell), cell_numbers(result), seed=cell.config["seed"])
 
 
 def run_cell(cell: Cell, dataset: Dataset, store: ResultsStore, show_progress: bool = False,

@@ -9,6 +9,9 @@ redoes only what was lost.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +22,9 @@ from ticketlab.engine import run_tasks
 from ticketlab.engine.executors import check_executor
 from ticketlab.errors import DataError, TicketlabError
 from ticketlab.store import ResultsStore
-from ticketlab.supermasks.cells import STUDY, CellTask, import_legacy_cells, load_result
+from ticketlab.supermasks.cells import STUDY, CellTask, import_legacy_cells, load_result, track_cells
 from ticketlab.supermasks.zhou2019 import Cell, Plan
+from ticketlab.track.session import tracking
 from ticketlab.training.device import resolved_name
 
 CellReport = Callable[[Cell, dict], None]
@@ -65,14 +69,27 @@ def print_cell(cell: Cell, result: dict) -> None:
     print(f"{cell.network:<6} {cell.column:<13} {result['accuracy']:>7.2%}  ({result['seconds']:.0f} s)", flush=True)
 
 
+def plan_run(plan: Plan):
+    """The tracker run of a reproduction: one per plan (`zhou2019-<digest of the plan>`)."""
+    from ticketlab.track.session import described_run
+
+    options = dataclasses.asdict(plan)
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return described_run(f"zhou2019-{digest}", "reproduce zhou2019", options)
+
+
 def reproduce(plan: Plan, runs_dir: str | Path, *, data_dir: str | Path | None = None, jobs: int = 1,
               executor: str = "local", address: str | None = None, report: CellReport | None = print_cell,
               show_progress: bool = False, legacy_dirs: tuple[Path, ...] = (),
-              device: str | None = None) -> Reproduction:
+              device: str | None = None, track=None) -> Reproduction:
     """Run (or resume) every cell of `plan` through the engine, storing them in the results
     store under `runs_dir` (cells an older version left under `legacy_dirs` are imported).
     Cells train on `device` (auto, cpu, cuda, cuda:N, mps; not part of a cell's config, so
-    cells finished on one device are reused on another)."""
+    cells finished on one device are reused on another).
+
+    With `track` (a `TrackSpec`), each cell trained streams its training and its result to the
+    trackers as the unit `<network>_<column>` of the plan's tracker run (`zhou2019-<plan digest>`,
+    the same for a rerun, which appends); cells reused from the store are logged once, summary only."""
     runs_dir = Path(runs_dir)
     data_dir = Path(data_dir) if data_dir else None
     if jobs < 1:
@@ -84,7 +101,11 @@ def reproduce(plan: Plan, runs_dir: str | Path, *, data_dir: str | Path | None =
     store = ResultsStore(runs_dir)
     import_legacy_cells(store, cells, [runs_dir / STUDY, *legacy_dirs])
     on_done = None if report is None else (lambda task, result: report(task.cell, result))
-    run_tasks([CellTask(cell, runs_dir, data_dir, device) for cell in cells], executor=executor, jobs=jobs,
-              address=address, on_done=on_done, show_progress=show_progress, device=device)
+    run = plan_run(plan)
+    with tracking(track, runs_dir, run) as session:
+        track = session.hub.spec if session is not None else None
+        run_tasks([CellTask(cell, runs_dir, data_dir, device, track, run) for cell in cells], executor=executor,
+                  jobs=jobs, address=address, on_done=on_done, show_progress=show_progress, device=device)
+        track_cells(cells, store)
     results = {cell.id: result for cell in cells if (result := load_result(store, cell)) is not None}
     return Reproduction(plan, datasets, notes, cells, results)

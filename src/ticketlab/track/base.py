@@ -15,6 +15,7 @@ one warning and silences the backend.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,28 @@ class LevelSummary:
         values |= {f"density/{layer}": value for layer, value in self.layer_density.items()}
         return values
 
+    def record(self) -> dict:
+        """As a file keeps it (the CSV tracker's level JSON)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class UnitSummary:
+    """A finished unit of a command outside the engine's levels (`track.session`): a training,
+    a learned mask, a measured barrier. Its numbers by name; NaN and infinities are left out."""
+
+    values: dict[str, float]
+
+    def metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.values.items() if v is not None and math.isfinite(float(v))}
+
+    def record(self) -> dict:
+        return self.metrics()
+
+
+Summary = LevelSummary | UnitSummary
+"""What `end_level` receives: backends use only `metrics()` (and the CSV tracker `record()`)."""
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -127,7 +150,7 @@ class Tracker:
     def point(self, level: LevelKey, point: Point) -> None:
         pass
 
-    def end_level(self, level: LevelKey, summary: LevelSummary) -> None:
+    def end_level(self, level: LevelKey, summary: Summary) -> None:
         pass
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ticketlab.track.base import LevelKey, LevelSummary, Point, RunInfo, Tracker, writable_dir
+from ticketlab.track.base import LevelKey, Summary, Point, RunInfo, Tracker, writable_dir
 
 COLUMNS = ("iteration", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "seconds")
 
@@ -55,11 +55,11 @@ class CsvTracker(Tracker):
         csv.writer(handle).writerow([getattr(point, column) for column in COLUMNS])
         handle.flush()  # live: `tail -f` shows each evaluation as it comes
 
-    def end_level(self, key: LevelKey, summary: LevelSummary) -> None:
+    def end_level(self, key: LevelKey, summary: Summary) -> None:
         handle = self._files.pop(key)
         handle.flush()
         handle.close()
-        self.level_path(key, ".json").write_text(json.dumps(asdict(summary) | {"seed": key.seed, "branch": key.branch,
+        self.level_path(key, ".json").write_text(json.dumps(summary.record() | {"seed": key.seed, "branch": key.branch,
                                                                                "level": key.level}, indent=1))
 
     def end_run(self, run: RunInfo, figures: list[Path]) -> None:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ticketlab.track.base import LevelKey, LevelSummary, RunInfo, Tracker
+from ticketlab.track.base import LevelKey, Summary, RunInfo, Tracker
 from ticketlab.track.ledger import Ledger
 from ticketlab.track.registry import TRACKERS
 from ticketlab.track.spec import TrackSpec
@@ -56,6 +56,7 @@ class Hub:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.cpu_seconds = 0.0  # CPU time the tracker thread has spent on the backends (benchmarks read it)
 
     # ---- called from training (any thread): enqueue only
     def submit(self, work: Callable[[], None]) -> None:
@@ -82,10 +83,12 @@ class Hub:
     def _drain_forever(self) -> None:
         while True:
             work = self._queue.get()
+            started = time.thread_time()
             try:
                 work()
             except Exception as error:  # a bug in our own bookkeeping must not kill the thread
                 warn("(all)", error)
+            self.cpu_seconds += time.thread_time() - started
 
     def call(self, backend: Tracker, method: str, *args) -> bool:
         """`backend.method(*args)` unless the backend failed before; a failure silences it."""
@@ -122,7 +125,7 @@ class Hub:
                 taking.append(backend)
         return taking
 
-    def end_level(self, backends: list[Tracker], key: LevelKey, summary: LevelSummary) -> None:
+    def end_level(self, backends: list[Tracker], key: LevelKey, summary: Summary) -> None:
         ledger = self.ledger(key)
         for backend in backends:
             if self.call(backend, "end_level", key, summary):
@@ -141,6 +144,12 @@ def hub_for(spec: TrackSpec, runs_dir: Path) -> Hub:
         if len(_HUBS) == 1:
             _register_exit()
     return _HUBS[key]
+
+
+def flush_all() -> None:
+    """Wait until every hub of this process has logged what is queued (a worker, at a task's end)."""
+    for hub in list(_HUBS.values()):
+        hub.flush()
 
 
 def close_all() -> None:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ticketlab.track.base import LevelKey, LevelSummary, Point, RunInfo, Tracker, writable_dir
+from ticketlab.track.base import LevelKey, Summary, Point, RunInfo, Tracker, writable_dir
 
 TAG = "ticketlab."
 PARAM_LIMIT = 6000  # MLflow refuses longer parameter values
@@ -149,7 +149,7 @@ class MlflowTracker(Tracker):
         for start in range(0, len(metrics), BATCH):
             self.client().log_batch(self._children[key], metrics=metrics[start:start + BATCH])
 
-    def end_level(self, key: LevelKey, summary: LevelSummary) -> None:
+    def end_level(self, key: LevelKey, summary: Summary) -> None:
         from mlflow.entities import Metric
 
         self._send(key)

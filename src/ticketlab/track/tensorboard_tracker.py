@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ticketlab.track.base import LevelKey, LevelSummary, Point, RunInfo, Tracker, writable_dir
+from ticketlab.track.base import LevelKey, Summary, Point, RunInfo, Tracker, writable_dir
 
 
 @dataclass
@@ -53,7 +53,7 @@ class TensorboardTracker(Tracker):
         for name, value in point.metrics().items():
             writer.add_scalar(f"level_{key.level:02d}/{name}", value, point.iteration)
 
-    def end_level(self, key: LevelKey, summary: LevelSummary) -> None:
+    def end_level(self, key: LevelKey, summary: Summary) -> None:
         writer = self._writers.pop(key)
         for name, value in summary.metrics().items():
             writer.add_scalar(f"level/{name}", value, key.level)

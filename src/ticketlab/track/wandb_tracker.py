@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ticketlab.track.base import LevelKey, LevelSummary, Point, RunInfo, Tracker, writable_dir
+from ticketlab.track.base import LevelKey, Summary, Point, RunInfo, Tracker, writable_dir
 
 
 @dataclass
@@ -76,7 +76,7 @@ class WandbTracker(Tracker):
     def point(self, key: LevelKey, point: Point) -> None:
         self._runs[key].log(point.metrics() | {"iteration": point.iteration}, step=point.iteration)
 
-    def end_level(self, key: LevelKey, summary: LevelSummary) -> None:
+    def end_level(self, key: LevelKey, summary: Summary) -> None:
         run = self._runs.pop(key)
         run.summary.update(summary.metrics())
         run.finish()

@@ -28,6 +28,7 @@ from ticketlab.training.device import place
 from ticketlab.training.evaluate import evaluate
 from ticketlab.training.layout import channels_last_pays
 from ticketlab.seeds import generator
+from ticketlab.track.session import training_unit
 from ticketlab.training.lr import lr_factor as schedule_factor
 from ticketlab.training.progress import Progress
 from ticketlab.training.sparse_kernels import SparseTraining, sparse_layers
@@ -200,7 +201,9 @@ def train(
     and at the end, and `result.sparse_layers` names them.
 
     With `on_evaluation`, each evaluation is handed to it as it is made (one call per
-    evaluation, none per step: without it the loop is unchanged).
+    evaluation, none per step: without it the loop is unchanged). Without it, inside a
+    tracker session (`track.session`: `train --track`, `franken --track`, ...) the call is a
+    level of the current tracked unit and streams to its trackers; outside one, nothing.
 
     With `compile` the forward and backward of every step run through `torch.compile` (the
     model's module, so the compiled graph is cached across calls on one model); the masked
@@ -209,6 +212,10 @@ def train(
     """
     if lr_factor is None:
         lr_factor = schedule_factor(spec)
+    tracked = training_unit() if on_evaluation is None else None
+    if tracked is not None:
+        on_evaluation = tracked.start_training()
+    mask_constraints = constraints
     dataset = place(model, dataset, device)
     if device is not None and constraints is not None:
         constraints.follow_parameters()
@@ -313,4 +320,6 @@ def train(
     if channels_last:
         model.to(memory_format=torch.contiguous_format)  # the caller's model as it came
     result.seconds = time.perf_counter() - started
+    if tracked is not None:
+        tracked.trained(result, mask_constraints)
     return result

@@ -19,6 +19,7 @@ from pathlib import Path
 from ticketlab.engine.lock import DriverGone, LockGuard
 from ticketlab.engine.slurm.records import TaskFiles, atomic_write
 from ticketlab.engine.task import Context
+from ticketlab.engine.worker import flush_trackers
 from ticketlab.errors import TicketlabError
 
 
@@ -45,6 +46,7 @@ def main(listing: str) -> int:
         guard = LockGuard(task.locks)
         guard()
         result = task.run(Context(guard, events))
+        flush_trackers()
     except TicketlabError as error:  # DriverGone too: the next driver submits the task again
         print(f"slurm: task {task.key} stopped: {error}", flush=True)
         atomic_write(files.path(".error"), json.dumps(
