@@ -370,7 +370,7 @@ def instability_study(runs_dir: str | Path, run: str, ks: Sequence[int], *, leve
 
     with tracking(track, store.runs_dir, run_info(spec, run_id)) as session:
         study = Study(spec, run_id, store.runs_dir, data_dir, device, copies, points,
-                      session.hub.spec if session is not None else None)
+                      session.spec if session is not None else None)
         results = run_study(study, seeds, wanted, ks, dataset, report=report, jobs=jobs, executor=executor,
                             address=address)
         if session is not None:

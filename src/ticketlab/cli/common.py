@@ -99,7 +99,7 @@ def add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs-dir",
         type=Path,
-        default=Path(os.environ.get("TICKETLAB_RUNS_DIR", "runs")),
+        default=default_runs_dir(),
         help="where runs and the results database live (default: $TICKETLAB_RUNS_DIR, else ./runs)",
     )
 
@@ -181,35 +181,40 @@ def add_track(parser, spec: bool = True) -> None:
 
 
 def track_spec(args: argparse.Namespace, where: str):
-    """`--track` of a command with --runs-dir as a TrackSpec (trackers under <runs-dir>/track),
-    saying where the numbers go (`where`: which tracker run); None without --track."""
+    """`--track` as a TrackSpec (trackers under <runs-dir>/track; for a command without
+    --runs-dir, $TICKETLAB_RUNS_DIR/track, else ./runs/track), saying where the numbers go
+    (`where`: which tracker run); None without --track."""
     if not getattr(args, "track", None):
         return None
     from ticketlab.track import TrackSpec
+    from ticketlab.track.hub import track_root
 
-    print(f"tracking: {', '.join(args.track)} under {args.runs_dir / 'track'}, {where}", flush=True)
-    return TrackSpec(backends=tuple(args.track))
+    spec = TrackSpec(backends=tuple(args.track))
+    print(f"tracking: {', '.join(args.track)} under {track_root(spec, runs_dir_of(args))}, {where}", flush=True)
+    return spec
 
 
-def command_tracking(args: argparse.Namespace, command: str, run=None):
-    """The tracker session of a command run outside the engine's levels (`track.session`):
-    `run` (a RunInfo) or a fresh tracker run named after `command` with its options as
-    parameters; an untracked block without `--track`. Says where the numbers go."""
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("TICKETLAB_RUNS_DIR", "runs"))
+
+
+def runs_dir_of(args: argparse.Namespace) -> Path:
+    """The command's --runs-dir, else the default one (commands that store no runs)."""
+    return getattr(args, "runs_dir", None) or default_runs_dir()
+
+
+def command_tracking(args: argparse.Namespace, command: str):
+    """The tracker session of a one-shot command run outside the engine's levels
+    (`track.session`): a fresh tracker run named after `command`, its options as parameters;
+    an untracked block without `--track`."""
     import contextlib
 
-    backends = getattr(args, "track", None)
-    if not backends:
+    if not getattr(args, "track", None):
         return contextlib.nullcontext()
-    from ticketlab.track import TrackSpec
-    from ticketlab.track.hub import track_root
     from ticketlab.track.session import command_run, tracking
 
-    runs_dir = getattr(args, "runs_dir", None) or Path(os.environ.get("TICKETLAB_RUNS_DIR", "runs"))
-    if run is None:
-        run = command_run(command, {k: v for k, v in vars(args).items() if k not in ("run", "track")})
-    spec = TrackSpec(backends=tuple(backends))
-    print(f"tracking: {', '.join(backends)} under {track_root(spec, runs_dir)}, tracker run {run.run_id}", flush=True)
-    return tracking(spec, runs_dir, run)
+    run = command_run(command, {k: v for k, v in vars(args).items() if k not in ("run", "track")})
+    return tracking(track_spec(args, f"tracker run {run.run_id}"), runs_dir_of(args), run)
 
 
 def add_device(parser, what: str = "levels train", jobs: bool = True) -> None:

@@ -103,7 +103,7 @@ def reproduce(plan: Plan, runs_dir: str | Path, *, data_dir: str | Path | None =
     on_done = None if report is None else (lambda task, result: report(task.cell, result))
     run = plan_run(plan)
     with tracking(track, runs_dir, run) as session:
-        track = session.hub.spec if session is not None else None
+        track = session.spec if session is not None else None
         run_tasks([CellTask(cell, runs_dir, data_dir, device, track, run) for cell in cells], executor=executor,
                   jobs=jobs, address=address, on_done=on_done, show_progress=show_progress, device=device)
         track_cells(cells, store)

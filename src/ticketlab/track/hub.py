@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ticketlab.track.base import LevelKey, Summary, RunInfo, Tracker
+from ticketlab.track.base import LevelKey, Point, RunInfo, Summary, Tracker
 from ticketlab.track.ledger import Ledger
 from ticketlab.track.registry import TRACKERS
 from ticketlab.track.spec import TrackSpec
@@ -124,6 +124,20 @@ class Hub:
             if self.call(backend, "start_level", key, run):
                 taking.append(backend)
         return taking
+
+    def live_level(self, key: LevelKey, run: RunInfo | None) -> tuple[list[Tracker], Callable]:
+        """Start `key` (on the tracker thread) for a training about to run: the backends that
+        take it (filled once started) and the training loop's `on_evaluation(evaluation, lr,
+        seconds)` hook, which only queues each point."""
+        backends: list[Tracker] = []
+        self.submit(lambda: backends.extend(self.begin_level(key, run)))
+
+        def on_evaluation(evaluation, lr: float, seconds: float) -> None:
+            point = Point(evaluation.step, evaluation.train_loss, evaluation.val_loss, evaluation.val_acc,
+                          evaluation.test_loss, evaluation.test_acc, lr, seconds)
+            self.submit(lambda: [self.call(backend, "point", key, point) for backend in backends])
+
+        return backends, on_evaluation
 
     def end_level(self, backends: list[Tracker], key: LevelKey, summary: Summary) -> None:
         ledger = self.ledger(key)

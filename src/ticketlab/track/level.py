@@ -77,15 +77,13 @@ class LevelTracker:
         """The training loop's `on_evaluation(evaluation, lr, seconds)` for this level: it only
         queues the point (the first one also starts the level at every backend)."""
         key = LevelKey(self.run_id, self.seed, branch, level)
-        state: tuple[list, set[int]] = ([], set())
-        self._live[(branch, level)] = state
-        self.hub.submit(lambda: state[0].extend(self.hub.begin_level(key, self.run)))
+        backends, queue_point = self.hub.live_level(key, self.run)
+        sent: set[int] = set()
+        self._live[(branch, level)] = (backends, sent)
 
         def on_evaluation(evaluation, lr: float, seconds: float) -> None:
-            point = Point(evaluation.step, evaluation.train_loss, evaluation.val_loss, evaluation.val_acc,
-                          evaluation.test_loss, evaluation.test_acc, lr, seconds)
-            state[1].add(point.iteration)
-            self.hub.submit(lambda: [self.hub.call(b, "point", key, point) for b in state[0]])
+            sent.add(evaluation.step)
+            queue_point(evaluation, lr, seconds)
 
         return on_evaluation
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ticketlab.track.base import LevelKey, Point, RunInfo, UnitSummary
+from ticketlab.track.base import LevelKey, RunInfo, UnitSummary
 from ticketlab.track.spec import TrackSpec
 
 _SESSION: ContextVar["Session | None"] = ContextVar("ticketlab_track_session", default=None)
@@ -87,6 +87,11 @@ class Session:
         hub, run = self.hub, self.run
         for backend in hub.backends:
             hub.submit(lambda backend=backend: hub.call(backend, "start_run", run))
+
+    @property
+    def spec(self) -> TrackSpec:
+        """The trackers this session uses (the usable ones): what its engine tasks are given."""
+        return self.hub.spec
 
     def add_figures(self, paths) -> None:
         """Files (PNG, SVG) to log as the run's artifacts when it ends."""
@@ -164,15 +169,8 @@ class Unit:
         if self.open is not None:
             self._end()
         self.session.start()
-        hub, run = self.session.hub, self.session.run
         level = self.open = _Level(self._key())
-        hub.submit(lambda: level.backends.extend(hub.begin_level(level.key, run)))
-
-        def on_evaluation(evaluation, lr: float, seconds: float) -> None:
-            point = Point(evaluation.step, evaluation.train_loss, evaluation.val_loss, evaluation.val_acc,
-                          evaluation.test_loss, evaluation.test_acc, lr, seconds)
-            hub.submit(lambda: [hub.call(backend, "point", level.key, point) for backend in level.backends])
-
+        level.backends, on_evaluation = self.session.hub.live_level(level.key, self.session.run)
         return on_evaluation
 
     def trained(self, result, constraints) -> None:
